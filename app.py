@@ -1,0 +1,28 @@
+"""The application factory: wiring only. `flask --app app run` and `gunicorn "app:create_app()"`."""
+import logging
+import os
+
+from flask import Flask
+
+import config
+import contact
+import pages
+import security
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Create the site from FLASK_* settings (and, in tests, overrides)."""
+    instance = os.environ.get("FLASK_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=os.path.abspath(instance) if instance else None)
+    app.config.update(config.load(os.environ, app.instance_path, test_config))
+    app.instance_path = app.config["INSTANCE_PATH"]
+    app.logger.setLevel(logging.INFO)
+
+    security.init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(contact.bp)
+
+    if app.config["CONFIG_NAME"] == "development":
+        app.logger.info("Running in development mode: mail is written to %s, not sent.",
+                        os.path.join(app.instance_path, "mail"))
+    return app

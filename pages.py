@@ -1,0 +1,96 @@
+"""The information pages, the files search engines ask for, and the error pages."""
+from flask import Blueprint, Response, current_app, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+import office
+
+bp = Blueprint("pages", __name__)
+
+# Every page a visitor can reach, in the order the sitemap lists them.
+SITEMAP_ENDPOINTS = (
+    "pages.index",
+    "pages.iop",
+    "pages.therapy",
+    "pages.resources",
+    "contact.form",
+    "pages.privacy",
+)
+
+
+@bp.get("/")
+def index():
+    """Show the home page: who the office is and how to reach it."""
+    return render_template("index.html")
+
+
+@bp.get("/intensive-outpatient-programs")
+def iop():
+    """Explain Intensive Outpatient Programs, the office's main service."""
+    return render_template("iop.html")
+
+
+@bp.get("/substance-abuse-therapy")
+def therapy():
+    """Explain what outpatient substance use therapy involves."""
+    return render_template("therapy.html")
+
+
+@bp.get("/resources")
+def resources():
+    """List crisis lines, help lines and the continuum of care."""
+    return render_template("resources.html")
+
+
+@bp.get("/privacy")
+def privacy():
+    """Say what the site collects, why, for how long, and who sees it."""
+    return render_template("privacy.html")
+
+
+@bp.get("/robots.txt")
+def robots():
+    """Tell crawlers they are welcome, except on form responses, and where the sitemap is."""
+    body = render_template("robots.txt", sitemap=site_url("pages.sitemap"))
+    return Response(body, mimetype="text/plain")
+
+
+@bp.get("/sitemap.xml")
+def sitemap():
+    """List every page for search engines."""
+    urls = [site_url(endpoint) for endpoint in SITEMAP_ENDPOINTS]
+    return Response(render_template("sitemap.xml", urls=urls), mimetype="application/xml")
+
+
+def site_url(endpoint: str, **values) -> str:
+    """The public address of a page, built from FLASK_SITE_URL rather than the request."""
+    return current_app.config["SITE_URL"] + url_for(endpoint, **values)
+
+
+@bp.app_context_processor
+def page_context() -> dict:
+    """Values every template may use: the office's facts, canonical URL, structured data."""
+    config = current_app.config
+    canonical = site_url(request.endpoint) if request.endpoint in SITEMAP_ENDPOINTS else None
+    return {
+        "office": office,
+        "canonical_url": canonical,
+        "structured_data": office.structured_data(config["SITE_URL"], config["FACEBOOK_URL"]),
+    }
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    """Show a calm page with the phone number for 404s and other client errors."""
+    template = {404: "404.html", 405: "404.html", 413: "413.html"}.get(error.code, "error.html")
+    return render_template(template, error=error), error.code
+
+
+@bp.app_errorhandler(500)
+def server_error(error):
+    """Show the phone number instead of internals when something breaks."""
+    try:
+        return render_template("500.html"), 500
+    except Exception:  # a broken template must not hide the phone number
+        current_app.logger.exception("500 page could not be rendered")
+        return Response(f"Something went wrong on our side. Please call {office.PHONE}.",
+                        status=500, mimetype="text/plain")

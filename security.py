@@ -1,0 +1,73 @@
+"""Security headers, proxy and host trust, and fingerprinted static URLs."""
+import hashlib
+import os
+from functools import lru_cache
+
+from flask import Flask, current_app, request, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
+    "accelerometer", "autoplay", "camera", "display-capture", "encrypted-media", "fullscreen",
+    "geolocation", "gyroscope", "magnetometer", "microphone", "midi", "payment",
+    "picture-in-picture", "publickey-credentials-get", "screen-wake-lock", "serial", "usb",
+    "xr-spatial-tracking", "browsing-topics"))
+
+
+def init_app(app: Flask) -> None:
+    """Install the header hook, proxy handling, host checks and the static_url helper."""
+    if app.config["PROXY_COUNT"]:
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+    if app.config["TRUSTED_HOSTS"]:
+        app.config["TRUSTED_HOSTS"] = list(app.config["TRUSTED_HOSTS"])
+    app.after_request(add_headers)
+    app.jinja_env.globals["static_url"] = static_url
+
+
+def content_security_policy(htmx_url: str) -> str:
+    """The strict policy: only this site's own files, plus the exact htmx file."""
+    script = "'self'" if htmx_url.startswith("/") else f"'self' {htmx_url}"
+    return "; ".join((
+        "default-src 'none'",
+        f"script-src {script}",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "manifest-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ))
+
+
+def add_headers(response):
+    """Send the same security headers on every response, error pages included."""
+    headers = response.headers
+    headers["Content-Security-Policy"] = content_security_policy(current_app.config["HTMX_URL"])
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = PERMISSIONS_POLICY
+    if current_app.config["CONFIG_NAME"] == "production" and request.is_secure:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if request.endpoint == "static" and request.args.get("v"):
+        # The URL changes whenever the file does, so browsers may keep it for a year.
+        response.cache_control.max_age = 31536000
+        response.cache_control.public = True
+        response.cache_control.immutable = True
+    return response
+
+
+def static_url(filename: str) -> str:
+    """URL of a static file with a hash of its content, so that a release busts caches."""
+    return url_for("static", filename=filename, v=_file_hash(current_app.static_folder, filename))
+
+
+@lru_cache(maxsize=64)
+def _file_hash(folder: str, filename: str) -> str:
+    with open(os.path.join(folder, filename), "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:12]
+
