@@ -8,6 +8,7 @@ import config
 import contact
 import pages
 import security
+import storage
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -18,6 +19,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.instance_path = app.config["INSTANCE_PATH"]
     app.logger.setLevel(logging.INFO)
 
+    storage.migrate(app.config["DATABASE"])
     security.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(contact.bp)

@@ -1,10 +1,147 @@
-"""The contact page and its form."""
-from flask import Blueprint, render_template
+"""The contact page and its call-back form: one URL for htmx and for plain browsers."""
+import hashlib
+import secrets
+import time
+from email.utils import parseaddr
+
+from flask import (Blueprint, current_app, make_response, redirect, render_template, request, session,
+                   url_for)
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.exceptions import RequestEntityTooLarge
+
+import inquiries
+import ratelimit
+import storage
+from forms import ContactForm
 
 bp = Blueprint("contact", __name__)
+FORM_TOKEN_SALT = "rsct.contact-form-token"
+
+
+@bp.after_request
+def no_store(response):
+    """Never let a browser or proxy keep a copy of the form or what was typed in it."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/contact")
 def form():
-    """Show the office's contact details and the call-back form."""
-    return render_template("contact.html")
+    """Show the office's contact details and an empty call-back form."""
+    contact_form = ContactForm(formdata=None, form_token=_token_serializer().dumps(secrets.token_hex(16)))
+    return render_template("contact.html", form=contact_form)
+
+
+@bp.post("/contact")
+def submit():
+    """Store a valid request and thank the visitor; otherwise show the form again, values kept."""
+    contact_form = ContactForm()
+    client = ratelimit.client_key(current_app.config["SECRET_KEY"], request.remote_addr)
+    if not ratelimit.allow(current_app.config["DATABASE"], client, current_app.config["RATE_LIMIT_COUNT"],
+                           current_app.config["RATE_LIMIT_SECONDS"]):
+        return _form_response(contact_form, 429, notice="rate_limited")
+    valid = contact_form.validate()
+    if contact_form.errors.pop("csrf_token", None):
+        return _csrf_failed(contact_form)
+    if not valid:
+        return _form_response(contact_form, 422)
+
+    nonce, automated = _read_form_token(contact_form.form_token.data)
+    stored = inquiries.store(
+        current_app.config["DATABASE"], nonce, contact_form.visitor_fields(),
+        quarantine_reason="honeypot field filled" if contact_form.website.data else None,
+        possibly_automated=automated, message_domain=_sender_domain())
+    if stored.created:
+        current_app.logger.info("Inquiry %s stored", stored.reference)
+    thanks = {"reference": stored.reference, "method": contact_form.contact_method.data}
+    if _is_htmx():
+        return render_template("_confirmation.html", **thanks)
+    session["thanks"] = thanks
+    return redirect(url_for("contact.thanks"), 303)
+
+
+@bp.get("/contact/thanks")
+def thanks():
+    """Confirm a request sent without JavaScript; the reference comes from the session, not the URL."""
+    return render_template("thanks.html", thanks=session.get("thanks"))
+
+
+@bp.post("/contact/check/<any(phone, email, contact_method):field>")
+def check(field):
+    """Return only the message for one field (and, for the contact method, its two dependants)."""
+    contact_form = ContactForm(meta={"csrf": False})
+    contact_form.validate()
+    messages = {name: _first_error(contact_form, name) for name in ("phone", "email")}
+    if field == "contact_method":
+        # Only re-check a field the visitor has filled in: an empty one is not wrong yet.
+        dependants = {name: msg if request.form.get(name, "").strip() else "" for name, msg in messages.items()}
+        return render_template("_field_messages.html", message=_first_error(contact_form, field),
+                               out_of_band=dependants)
+    return render_template("_field_messages.html", message=messages[field], out_of_band={})
+
+
+@bp.errorhandler(storage.StorageError)
+def storage_failed(error):
+    """The request could not be saved: say so plainly, keep the words, give the phone number."""
+    current_app.logger.error("Inquiry could not be stored: %s", error)
+    return _form_response(ContactForm(meta={"csrf": False}), 503, notice="storage_failed")
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(error):
+    """More data than any real form holds: the body is not read, so let htmx keep the values."""
+    if _is_htmx():
+        response = make_response(render_template("_form_status.html", notice="too_large"), 413)
+        response.headers["HX-Retarget"] = "#form-status"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+    return render_template("413.html"), 413
+
+
+def _csrf_failed(contact_form: ContactForm):
+    """An expired session is fixed by pressing again; blocked cookies are not, so say that instead."""
+    has_cookie = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
+    if has_cookie:
+        notice = "press_again"
+    elif contact_form.cookie_check.data:
+        notice = "cookies_blocked"
+    else:
+        notice = "press_again"
+        contact_form.cookie_check.data = "1"
+    return _form_response(contact_form, 400, notice=notice)
+
+
+def _form_response(contact_form: ContactForm, status: int, notice: str | None = None):
+    if not contact_form.form_token.data:
+        contact_form.form_token.data = _token_serializer().dumps(secrets.token_hex(16))
+    if _is_htmx():
+        return render_template("_contact_form.html", form=contact_form, notice=notice), status
+    return render_template("contact.html", form=contact_form, notice=notice), status
+
+
+def _read_form_token(raw: str | None) -> tuple[str, bool]:
+    """The form's one-time id, and whether it came back suspiciously fast or unsigned."""
+    try:
+        nonce, issued = _token_serializer().loads(raw or "", return_timestamp=True)
+    except BadSignature:
+        return "unsigned:" + hashlib.sha256((raw or "").encode()).hexdigest()[:32], True
+    age = time.time() - issued.timestamp()
+    return str(nonce), age < current_app.config["MIN_FILL_SECONDS"]
+
+
+def _token_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=FORM_TOKEN_SALT)
+
+
+def _first_error(contact_form: ContactForm, name: str) -> str:
+    errors = contact_form.errors.get(name) or []
+    return errors[0] if errors else ""
+
+
+def _sender_domain() -> str:
+    address = parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1]
+    return address.rpartition("@")[2] or "localhost"
+
+
+def _is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"

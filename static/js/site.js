@@ -1,1 +1,44 @@
-// site.js
+// The site's own script: small additions to htmx for the call-back form. No inline code anywhere.
+(function () {
+  "use strict";
+
+  // Keep aria-invalid on each control in step with the message beside it.
+  function syncInvalid() {
+    document.querySelectorAll(".field-message").forEach(function (message) {
+      var invalid = message.textContent.trim() !== "";
+      document.querySelectorAll('[aria-describedby~="' + message.id + '"]').forEach(function (control) {
+        if (invalid) {
+          control.setAttribute("aria-invalid", "true");
+        } else {
+          control.removeAttribute("aria-invalid");
+        }
+      });
+    });
+  }
+
+  // Show a message from a <template> in the form's status region, leaving every typed value alone.
+  function showStatus(templateId) {
+    var status = document.getElementById("form-status");
+    var template = document.getElementById(templateId);
+    if (!status || !template) {
+      return;
+    }
+    status.replaceChildren(template.content.cloneNode(true));
+  }
+
+  document.addEventListener("htmx:afterSettle", syncInvalid);
+  document.addEventListener("htmx:oobAfterSwap", syncInvalid);
+
+  document.addEventListener("htmx:beforeRequest", function () {
+    var status = document.getElementById("form-status");
+    if (status) {
+      status.replaceChildren();
+    }
+  });
+
+  // No connection, or a timeout: nothing reached the server, so nothing is swapped.
+  document.addEventListener("htmx:sendError", function () { showStatus("message-network"); });
+  document.addEventListener("htmx:timeout", function () { showStatus("message-network"); });
+  // A server error that the server did not turn into a message of its own.
+  document.addEventListener("htmx:responseError", function () { showStatus("message-server"); });
+})();

@@ -1,0 +1,132 @@
+"""The call-back form: fields, validators and the messages a visitor sees."""
+import unicodedata
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, RadioField, StringField, TextAreaField
+from wtforms.fields import EmailField, TelField
+from wtforms.validators import DataRequired, StopValidation, ValidationError
+
+NAME_MAX, PHONE_MAX, EMAIL_MAX, MESSAGE_MAX = 100, 40, 254, 1000
+NEEDS_PHONE = ("call", "text")
+
+
+def clean_text(value):
+    """Trim and NFC-normalise text; line breaks become plain newlines."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", value).strip()
+
+
+def _refuse_controls(text: str, allow_newlines: bool, message: str) -> None:
+    for char in text:
+        if char in "\n\t" and allow_newlines:
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs", "Co", "Cn") or char in "\u2028\u2029":
+            raise StopValidation(message)
+
+
+def single_line(form, field):
+    """Refuse line breaks and control characters in a one-line field."""
+    _refuse_controls(field.data or "", False, "Please keep this to one line of plain text.")
+
+
+def multi_line(form, field):
+    """Refuse control characters other than line breaks and tabs."""
+    _refuse_controls(field.data or "", True, "Please use plain text only. Some characters here can't be sent.")
+
+
+def limit(maximum: int, message: str):
+    """Stop at the first problem: a too-long value gets one clear message and no more checks."""
+    def check(form, field):
+        if field.data and len(field.data) > maximum:
+            raise StopValidation(message)
+    return check
+
+
+def one_of(choices, required_message=None):
+    """Accept one of the offered choices; an empty answer is allowed unless a message is given."""
+    allowed = {value for value, _ in choices}
+
+    def check(form, field):
+        if not field.data:
+            if required_message:
+                raise StopValidation(required_message)
+            field.data = None
+            raise StopValidation()
+        if field.data not in allowed:
+            raise StopValidation("Please choose one of the options.")
+    return check
+
+
+METHODS = [("call", "Phone call"), ("text", "Text message"), ("email", "Email")]
+TIMES = [("morning", "Morning"), ("afternoon", "Afternoon"), ("evening", "Evening"), ("any", "Any time")]
+YES_NO = [("no", "No"), ("yes", "Yes")]
+FOR_WHOM = [("self", "Myself"), ("other", "Someone I care about")]
+
+
+class ContactForm(FlaskForm):
+    """Everything a visitor may tell us; only a name and one way to reach them are needed."""
+
+    name = StringField("Name", filters=[clean_text], validators=[
+        DataRequired("Please tell us a name we can use. A first name is enough."),
+        limit(NAME_MAX, "Please keep the name under 100 characters."), single_line])
+    contact_method = RadioField("How should we reach you?", choices=METHODS, validate_choice=False,
+                                validators=[one_of(METHODS, "Please choose how we should reach you.")])
+    phone = TelField("Phone", filters=[clean_text], validators=[
+        limit(PHONE_MAX, "Please keep the phone number under 40 characters."), single_line])
+    email = EmailField("Email", filters=[clean_text], validators=[
+        limit(EMAIL_MAX, "Please keep the email address under 254 characters."), single_line])
+    best_time = RadioField("Best time to reach you", choices=TIMES, validate_choice=False, validators=[one_of(TIMES)])
+    leave_message = RadioField("Is it OK to leave a message that mentions our name?", choices=YES_NO,
+                               default="no", validate_choice=False, validators=[one_of(YES_NO)])
+    for_whom = RadioField("Who is this for?", choices=FOR_WHOM, validate_choice=False, validators=[one_of(FOR_WHOM)])
+    message = TextAreaField("Anything you'd like us to know", filters=[clean_text], validators=[
+        limit(MESSAGE_MAX, "Please keep your note under 1,000 characters. You can tell us more when we talk."),
+        multi_line])
+    # A trap for robots: hidden from people, screen readers and autofill (see _contact_form.html).
+    website = StringField("Leave this field empty", filters=[clean_text])
+    form_token = HiddenField()
+    cookie_check = HiddenField()
+
+    def validate_phone(self, field):
+        """Need a phone number for a call or a text; accept any number phonenumbers finds valid."""
+        if not field.data:
+            if self.contact_method.data in NEEDS_PHONE:
+                raise ValidationError("Please give a phone number so we can call or text you.")
+            field.data = None
+            return
+        field.data = normalise_phone(field.data)
+
+    def validate_email(self, field):
+        """Need an email address when email is the chosen way; check its form, never DNS."""
+        if not field.data:
+            if self.contact_method.data == "email":
+                raise ValidationError("Please give an email address so we can write to you.")
+            field.data = None
+            return
+        try:
+            field.data = validate_email(field.data, check_deliverability=False).normalized
+        except EmailNotValidError:
+            raise ValidationError("This doesn't look like an email address. Please check it, for example name@example.com.")
+
+    def visitor_fields(self) -> dict:
+        """The validated, normalised answers, keyed by field name."""
+        return {name: (getattr(self, name).data or None) for name in
+                ("name", "contact_method", "phone", "email", "best_time", "leave_message", "for_whom", "message")}
+
+
+def normalise_phone(text: str) -> str:
+    """A valid number in a form the office can dial: US numbers as (203) 555-0147."""
+    message = "This doesn't look like a full phone number. Please check it, for example (203) 555-0147."
+    try:
+        number = phonenumbers.parse(text, "US")
+    except phonenumbers.NumberParseException:
+        raise ValidationError(message)
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationError(message)
+    style = (phonenumbers.PhoneNumberFormat.NATIONAL if number.country_code == 1
+             else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return phonenumbers.format_number(number, style)
