@@ -6,6 +6,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, StringField, TextAreaField
 from wtforms.fields import EmailField, TelField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, StopValidation, ValidationError
 
 NAME_MAX, PHONE_MAX, EMAIL_MAX, MESSAGE_MAX = 100, 40, 254, 1000
@@ -48,7 +49,7 @@ def limit(maximum: int, message: str):
 
 def one_of(choices, required_message=None):
     """Accept one of the offered choices; an empty answer is allowed unless a message is given."""
-    allowed = {value for value, _ in choices}
+    allowed = {choice.value for choice in choices}
 
     def check(form, field):
         if not field.data:
@@ -61,10 +62,11 @@ def one_of(choices, required_message=None):
     return check
 
 
-METHODS = [("call", "Phone call"), ("text", "Text message"), ("email", "Email")]
-TIMES = [("morning", "Morning"), ("afternoon", "Afternoon"), ("evening", "Evening"), ("any", "Any time")]
-YES_NO = [("no", "No"), ("yes", "Yes")]
-FOR_WHOM = [("self", "Myself"), ("other", "Someone I care about")]
+METHODS = [SelectChoice("call", "Phone call"), SelectChoice("text", "Text message"), SelectChoice("email", "Email")]
+TIMES = [SelectChoice("morning", "Morning"), SelectChoice("afternoon", "Afternoon"),
+         SelectChoice("evening", "Evening"), SelectChoice("any", "Any time")]
+YES_NO = [SelectChoice("no", "No"), SelectChoice("yes", "Yes")]
+FOR_WHOM = [SelectChoice("self", "Myself"), SelectChoice("other", "Someone I care about")]
 
 
 class ContactForm(FlaskForm):

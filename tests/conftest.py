@@ -1,0 +1,172 @@
+"""Shared fixtures: the app on a real SQLite file, a live server, Chromium, axe-core and the Nu checker."""
+import base64
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import threading
+
+import pytest
+from playwright.sync_api import sync_playwright
+from werkzeug.serving import make_server
+
+from app import create_app
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HTMX_FILE = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
+VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
+SYSTEM_CHROMIUM = "/usr/bin/chromium"
+IN_CI = os.environ.get("CI") == "true"
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# Every page a visitor can reach; tests walk this table.
+PAGES = {
+    "/": "Recovery Services of Connecticut",
+    "/intensive-outpatient-programs": "Intensive Outpatient Programs",
+    "/substance-abuse-therapy": "Therapy",
+    "/resources": "Resources",
+    "/contact": "Contact",
+    "/privacy": "Privacy",
+}
+
+
+def require_tool(available: bool, what: str) -> None:
+    """Skip loudly when a tool is missing on a developer's machine; fail in CI."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing, and CI=true makes a missing tool a failure")
+    pytest.skip(f"MISSING TOOL, CHECK NOT RUN: {what}")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Tests see only the settings they set themselves, never the developer's FLASK_* variables."""
+    for name in list(os.environ):
+        if name.startswith("FLASK_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build a testing app on its own instance folder; keyword arguments override settings."""
+    def build(**overrides):
+        settings = {"CONFIG_NAME": "testing", "INSTANCE_PATH": str(tmp_path / "instance")}
+        settings.update(overrides)
+        return create_app(settings)
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served over real HTTP on a free loopback port, for the browser."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Chromium through Playwright: the system's when there is one, else Playwright's own."""
+    executable = SYSTEM_CHROMIUM if os.path.exists(SYSTEM_CHROMIUM) else None
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except Exception as error:  # no browser at all on this machine
+            require_tool(False, f"Chromium ({error.__class__.__name__})")
+        yield chromium
+        chromium.close()
+
+
+def htmx_integrity() -> str:
+    require_tool(HTMX_FILE.exists(), "node_modules/htmx.org (run: npm ci)")
+    return "sha384-" + base64.b64encode(hashlib.sha384(HTMX_FILE.read_bytes()).digest()).decode()
+
+
+@pytest.fixture
+def context(browser, app):
+    """A fresh browser profile: htmx's CDN URL answered from the npm package, nothing else leaves the machine.
+
+    Console errors, failed requests and Content-Security-Policy violations are collected in
+    context.problems; tests assert that it stays empty.
+    """
+    htmx_integrity()
+    ctx = browser.new_context()
+    ctx.problems = []
+    ctx.add_init_script("""document.addEventListener('securitypolicyviolation', e =>
+        console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));""")
+
+    def outside(route):
+        ctx.problems.append(f"request left the machine: {route.request.url}")
+        route.abort()
+
+    ctx.route("**/*", lambda route: outside(route) if not route.request.url.startswith("http://127.0.0.1")
+              else route.continue_())
+    ctx.route(app.config["HTMX_URL"], lambda route: route.fulfill(
+        path=str(HTMX_FILE), content_type="text/javascript; charset=utf-8",
+        headers={"Access-Control-Allow-Origin": "*"}))
+    ctx.on("console", lambda msg: ctx.problems.append(f"console {msg.type}: {msg.text}")
+           if msg.type in ("error", "warning") else None)
+    ctx.on("requestfailed", lambda request: ctx.problems.append(
+        f"failed request: {request.url} {request.failure}"))
+    ctx.on("weberror", lambda error: ctx.problems.append(f"page error: {error.error}"))
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()
+
+
+@pytest.fixture
+def axe_violations():
+    """Run axe-core (bundled by axe-playwright-python) for WCAG 2.0/2.1/2.2 A and AA rules."""
+    from axe_playwright_python.sync_playwright import Axe
+    axe = Axe()
+
+    def run(page) -> list[str]:
+        results = axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG_TAGS}})
+        return [f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes: "
+                f"{[n['target'] for n in v['nodes']][:3]})" for v in results.response["violations"]]
+    return run
+
+
+@pytest.fixture(scope="session")
+def html_errors(tmp_path_factory):
+    """Check documents with the Nu Html Checker in one Java start; returns a list of error lines."""
+    def check(documents: dict[str, str]) -> list[str]:
+        require_tool(shutil.which("java") is not None, "Java (needed by the Nu Html Checker)")
+        require_tool(VNU_JAR.exists(), "node_modules/vnu-jar (run: npm ci)")
+        folder = tmp_path_factory.mktemp("vnu")
+        for name, text in documents.items():
+            (folder / f"{name}.html").write_text(text, encoding="utf-8")
+        result = subprocess.run(["java", "-jar", str(VNU_JAR), "--format", "json", "--errors-only",
+                                 *sorted(str(p) for p in folder.glob("*.html"))],
+                                capture_output=True, text=True, timeout=300)
+        messages = json.loads(result.stderr or '{"messages": []}')["messages"]
+        return [f"{pathlib.Path(m.get('url', '')).name}:{m.get('lastLine')}: {m.get('message')}"
+                for m in messages if m.get("type") == "error" or m.get("subType") == "fatal"]
+    return check
