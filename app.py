@@ -3,9 +3,12 @@ import logging
 import os
 
 from flask import Flask
+from flask_mail import Mail
 
+import cli
 import config
 import contact
+import health
 import pages
 import security
 import storage
@@ -13,16 +16,24 @@ import storage
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the site from FLASK_* settings (and, in tests, overrides)."""
+    if not logging.getLogger().handlers:  # gunicorn and pytest bring their own
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     instance = os.environ.get("FLASK_INSTANCE_PATH")
     app = Flask(__name__, instance_path=os.path.abspath(instance) if instance else None)
     app.config.update(config.load(os.environ, app.instance_path, test_config))
     app.instance_path = app.config["INSTANCE_PATH"]
     app.logger.setLevel(logging.INFO)
+    logging.getLogger("rsct").setLevel(logging.INFO)
 
     storage.migrate(app.config["DATABASE"])
     security.init_app(app)
+    Mail(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(contact.bp)
+    app.register_blueprint(health.bp)
+    app.cli.add_command(cli.outbox_cli)
+    app.cli.add_command(cli.inquiry_cli)
+    app.cli.add_command(cli.backup)
 
     if app.config["CONFIG_NAME"] == "development":
         app.logger.info("Running in development mode: mail is written to %s, not sent.",

@@ -2,7 +2,6 @@
 import hashlib
 import secrets
 import time
-from email.utils import parseaddr
 
 from flask import (Blueprint, current_app, make_response, redirect, render_template, request, session,
                    url_for)
@@ -10,6 +9,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import RequestEntityTooLarge
 
 import inquiries
+import mailer
 import ratelimit
 import storage
 from forms import ContactForm
@@ -50,7 +50,7 @@ def submit():
     stored = inquiries.store(
         current_app.config["DATABASE"], nonce, contact_form.visitor_fields(),
         quarantine_reason="honeypot field filled" if contact_form.website.data else None,
-        possibly_automated=automated, message_domain=_sender_domain())
+        possibly_automated=automated, message_domain=mailer.sender_domain(current_app.config["MAIL_DEFAULT_SENDER"]))
     if stored.created:
         current_app.logger.info("Inquiry %s stored", stored.reference)
     thanks = {"reference": stored.reference, "method": contact_form.contact_method.data}
@@ -136,11 +136,6 @@ def _token_serializer() -> URLSafeTimedSerializer:
 def _first_error(contact_form: ContactForm, name: str) -> str:
     errors = contact_form.errors.get(name) or []
     return errors[0] if errors else ""
-
-
-def _sender_domain() -> str:
-    address = parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1]
-    return address.rpartition("@")[2] or "localhost"
 
 
 def _is_htmx() -> bool:

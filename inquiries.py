@@ -77,3 +77,80 @@ def enqueue(db: sqlite3.Connection, inquiry_id: int, reference: str, now: float,
 def load_fields(row: sqlite3.Row) -> dict:
     """The visitor's fields of a stored inquiry, or empty values once erased."""
     return json.loads(row["fields"]) if row["fields"] else {name: None for name in FIELD_NAMES}
+
+
+def find(path: str, reference: str):
+    """One inquiry with its outbox entry, by reference (case-insensitive), or None."""
+    with storage.opened(path) as db:
+        return db.execute(
+            "SELECT i.*, o.attempts, o.last_error, o.delivered_at, o.failed_at, o.next_attempt_at, o.message_id"
+            " FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id WHERE i.reference = ?",
+            (reference.strip().upper(),)).fetchone()
+
+
+def recent(path: str, limit: int = 50) -> list:
+    """The newest inquiries, for reading on the server when email is down."""
+    with storage.opened(path) as db:
+        return db.execute(
+            "SELECT i.reference, i.submitted_at, i.state, i.quarantine_reason, i.possibly_automated, i.erased_at,"
+            " o.attempts, o.last_error FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id"
+            " ORDER BY i.submitted_at DESC LIMIT ?", (limit,)).fetchall()
+
+
+def release(path: str, reference: str, domain: str) -> bool:
+    """Queue a quarantined (or failed) inquiry for normal delivery. False when there is nothing to release."""
+    now = time.time()
+    with storage.write(path) as db:
+        row = db.execute("SELECT id, reference, state FROM inquiries WHERE reference = ? AND fields IS NOT NULL"
+                         " AND state IN ('quarantined', 'failed')", (reference.strip().upper(),)).fetchone()
+        if row is None:
+            return False
+        db.execute("UPDATE inquiries SET state = 'pending' WHERE id = ?", (row["id"],))
+        if db.execute("SELECT 1 FROM outbox WHERE inquiry_id = ?", (row["id"],)).fetchone():
+            db.execute("UPDATE outbox SET failed_at = NULL, last_error = NULL, next_attempt_at = ?, claimed_by = NULL"
+                       " WHERE inquiry_id = ?", (now, row["id"]))
+        else:
+            enqueue(db, row["id"], row["reference"], now, domain)
+        return True
+
+
+ERASE = "UPDATE inquiries SET fields = NULL, content_hash = NULL, erased_at = ? WHERE id = ?"
+
+
+def erase(path: str, reference: str) -> bool:
+    """Erase one inquiry's personal fields on the visitor's request; an undelivered one is not sent."""
+    now = time.time()
+    with storage.write(path) as db:
+        row = db.execute("SELECT id, state FROM inquiries WHERE reference = ? AND erased_at IS NULL",
+                         (reference.strip().upper(),)).fetchone()
+        if row is None:
+            return False
+        db.execute(ERASE, (now, row["id"]))
+        if row["state"] == "pending":
+            db.execute("UPDATE inquiries SET state = 'failed' WHERE id = ?", (row["id"],))
+            db.execute("UPDATE outbox SET failed_at = ?, last_error = 'erased on request' WHERE inquiry_id = ?",
+                       (now, row["id"]))
+    storage.checkpoint(path)
+    return True
+
+
+def purge(path: str, retention_days: int, now: float | None = None) -> list[str]:
+    """Erase personal fields past the retention period; returns the references erased.
+
+    Delivered inquiries count from delivery; quarantined and failed ones from submission.
+    Pending ones are kept until delivered, and quarantined ones until a digest has shown them
+    to the office: erasing them earlier would lose a request.
+    """
+    now = time.time() if now is None else now
+    cutoff = now - retention_days * 86400
+    with storage.write(path) as db:
+        rows = db.execute(
+            "SELECT i.id, i.reference FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id"
+            " WHERE i.erased_at IS NULL AND ("
+            " (i.state = 'delivered' AND o.delivered_at <= ?)"
+            " OR (i.state = 'failed' AND i.submitted_at <= ?)"
+            " OR (i.state = 'quarantined' AND i.submitted_at <= ? AND i.digest_sent_at IS NOT NULL))",
+            (cutoff, cutoff, cutoff)).fetchall()
+        db.executemany(ERASE, [(now, row["id"]) for row in rows])
+    storage.checkpoint(path)
+    return [row["reference"] for row in rows]

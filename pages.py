@@ -1,5 +1,5 @@
 """The information pages, the files search engines ask for, and the error pages."""
-from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Response, current_app, has_request_context, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 import office
@@ -70,7 +70,8 @@ def site_url(endpoint: str, **values) -> str:
 def page_context() -> dict:
     """Values every template may use: the office's facts, canonical URL, structured data."""
     config = current_app.config
-    canonical = site_url(request.endpoint) if request.endpoint in SITEMAP_ENDPOINTS else None
+    endpoint = request.endpoint if has_request_context() else None  # emails render without a request
+    canonical = site_url(endpoint) if endpoint in SITEMAP_ENDPOINTS else None
     return {
         "office": office,
         "canonical_url": canonical,

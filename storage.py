@@ -20,6 +20,7 @@ MIGRATIONS = (
         possibly_automated INTEGER NOT NULL DEFAULT 0,
         fields TEXT,
         erased_at REAL,
+        digest_sent_at REAL,
         UNIQUE (form_token, content_hash)
     );
     CREATE INDEX inquiries_state ON inquiries (state, submitted_at);

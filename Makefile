@@ -1,0 +1,40 @@
+# The steps behind the README's two commands. Nothing here needs root.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test browser htmx-self-host clean
+
+## make run: set up and start the site and the mail sender with embedded defaults.
+run: $(VENV)/.runtime
+	@echo "The site is at http://127.0.0.1:5000 . Mail is written under instance/mail/. Ctrl-C stops both."
+	@trap 'kill 0' INT TERM; \
+	  $(BIN)/flask --app app outbox run & \
+	  $(BIN)/flask --app app run; \
+	  kill 0
+
+## make test: set up and run the whole test suite, real browser included.
+test: $(VENV)/.dev node_modules/.installed browser
+	$(BIN)/python -m pytest
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The browser tests use the system's Chromium when there is one, else Playwright's own download.
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "Browser tests use /usr/bin/chromium"; \
+	else $(BIN)/python -m playwright install chromium; fi
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

@@ -1,0 +1,178 @@
+"""Operator commands: `flask --app app outbox ...`, `inquiry ...` and `backup`."""
+import os
+import signal
+import sqlite3
+import sys
+import time
+from datetime import datetime, timezone
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+import inquiries
+import mailer
+import outbox
+import signing
+import storage
+
+outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report on delivery.")
+inquiry_cli = AppGroup("inquiry", help="Read, release, erase and verify inquiries.")
+POLL_SECONDS = 2.0
+PURGE_EVERY_SECONDS = 600.0
+
+
+def _apply_retention() -> list[str]:
+    config = current_app.config
+    erased = inquiries.purge(config["DATABASE"], config["INQUIRY_RETENTION_DAYS"])
+    if not config["MAIL_SERVER"]:
+        mailer.purge_files(current_app.instance_path, config["INQUIRY_RETENTION_DAYS"])
+    return erased
+
+
+@outbox_cli.command("run")
+def outbox_run():
+    """Keep delivering until stopped; SIGTERM or Ctrl-C finishes the current message first."""
+    stopping = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.append(True))
+    worker = outbox.worker_id()
+    target = current_app.config["MAIL_SERVER"] or "files under " + current_app.instance_path + "/mail"
+    click.echo(f"Outbox sender started; delivering to {target}.")
+    last_purge = 0.0
+    while not stopping:
+        outcome = outbox.deliver_due(worker, should_stop=lambda: bool(stopping))
+        for reference in outcome.delivered:
+            click.echo(f"Delivered {reference}")
+        if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
+            _apply_retention()
+            last_purge = time.monotonic()
+        deadline = time.monotonic() + POLL_SECONDS
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+    click.echo("Outbox sender stopped.")
+
+
+@outbox_cli.command("send")
+def outbox_send():
+    """Deliver what is due once, then exit (for a timer). Exits 1 if anything could not be delivered."""
+    outcome = outbox.deliver_due()
+    click.echo(f"Delivered {len(outcome.delivered)}, will retry {len(outcome.retrying)}, "
+               f"failed {len(outcome.failed)}.")
+    sys.exit(1 if outcome.retrying or outcome.failed else 0)
+
+
+@outbox_cli.command("status")
+def outbox_status():
+    """Counts by state, the oldest undelivered inquiry, recent failures. Exits 2 when something is stuck."""
+    config = current_app.config
+    report = outbox.status(config["DATABASE"], config["OUTBOX_STUCK_MINUTES"])
+    for state in ("pending", "delivered", "failed", "quarantined"):
+        click.echo(f"{state}: {report['counts'].get(state, 0)}")
+    age = report["oldest_undelivered_seconds"]
+    click.echo("oldest undelivered: " + (f"{age / 60:.1f} minutes" if age is not None else "none"))
+    for failure in report["failures"]:
+        click.echo(f"  {failure['reference']} ({failure['state']}, {failure['attempts']} attempts): "
+                   f"{failure['last_error']}")
+    if report["stuck"]:
+        click.echo(f"STUCK: an inquiry has waited more than {config['OUTBOX_STUCK_MINUTES']} minutes, "
+                   "or one failed for good.", err=True)
+        sys.exit(2)
+    click.echo("OK")
+
+
+def _when(timestamp) -> str:
+    return mailer.local_time(timestamp) if timestamp else "-"
+
+
+@inquiry_cli.command("list")
+@click.option("--limit", default=50, show_default=True)
+def inquiry_list(limit):
+    """The newest inquiries: reference, time, state (no personal details; use `show`)."""
+    for row in inquiries.recent(current_app.config["DATABASE"], limit):
+        flags = [flag for flag, on in (("possibly automated", row["possibly_automated"]),
+                                       ("erased", row["erased_at"])) if on]
+        reason = f" ({row['quarantine_reason']})" if row["quarantine_reason"] else ""
+        click.echo(f"{row['reference']}  {_when(row['submitted_at'])}  {row['state']}{reason}"
+                   + (f"  [{', '.join(flags)}]" if flags else ""))
+
+
+@inquiry_cli.command("show")
+@click.argument("reference")
+def inquiry_show(reference):
+    """Everything stored for one inquiry."""
+    row = inquiries.find(current_app.config["DATABASE"], reference)
+    if row is None:
+        raise click.ClickException(f"No inquiry {reference}.")
+    click.echo(f"Reference: {row['reference']}\nSubmitted: {_when(row['submitted_at'])}\nState: {row['state']}")
+    if row["quarantine_reason"]:
+        click.echo(f"Held because: {row['quarantine_reason']}")
+    click.echo(f"Attempts: {row['attempts'] or 0}  Last error: {row['last_error'] or '-'}  "
+               f"Delivered: {_when(row['delivered_at'])}")
+    if row["erased_at"]:
+        click.echo(f"Personal details erased: {_when(row['erased_at'])}")
+        return
+    for name, value in inquiries.load_fields(row).items():
+        click.echo(f"{name}: {value if value is not None else '-'}")
+
+
+@inquiry_cli.command("release")
+@click.argument("reference")
+def inquiry_release(reference):
+    """Deliver a quarantined (or failed) inquiry as a normal one."""
+    domain = mailer.sender_domain(current_app.config["MAIL_DEFAULT_SENDER"])
+    if not inquiries.release(current_app.config["DATABASE"], reference, domain):
+        raise click.ClickException(f"{reference} is not a quarantined or failed inquiry with its details.")
+    click.echo(f"{reference.upper()} will be delivered by the outbox sender.")
+
+
+@inquiry_cli.command("delete")
+@click.argument("reference")
+def inquiry_delete(reference):
+    """Erase one inquiry's personal details at the visitor's request (the reference remains)."""
+    if not inquiries.erase(current_app.config["DATABASE"], reference):
+        raise click.ClickException(f"No inquiry {reference} with details left to erase.")
+    click.echo(f"Erased the details of {reference.upper()}.")
+
+
+@inquiry_cli.command("purge")
+def inquiry_purge():
+    """Apply the retention period now."""
+    erased = _apply_retention()
+    click.echo(f"Erased the details of {len(erased)} inquiries.")
+
+
+@inquiry_cli.command("digest")
+def inquiry_digest():
+    """Send the office the summary of requests held as possible spam."""
+    try:
+        count = outbox.send_digest()
+    except (mailer.TransientError, mailer.PermanentError) as error:
+        raise click.ClickException(f"The digest could not be sent: {error}")
+    click.echo(f"Digest sent with {count} inquiries." if count else "Nothing held since the last digest.")
+
+
+@inquiry_cli.command("verify")
+@click.argument("file", type=click.File("rb"))
+def inquiry_verify(file):
+    """Check that an email (.eml, or - for standard input) was made by this site and not changed."""
+    verdict = signing.verify_message(current_app.config["INQUIRY_SIGNING_KEYS"], file.read())
+    if not verdict.authentic:
+        click.echo(f"NOT AUTHENTIC: {verdict.reason}.", err=True)
+        sys.exit(1)
+    click.echo(f"Authentic: inquiry {verdict.reference}, submitted {verdict.submitted}.")
+
+
+@click.command("backup")
+@click.argument("destination", type=click.Path(dir_okay=False, writable=True))
+def backup(destination):
+    """Copy the database safely while the site runs (SQLite's online backup)."""
+    if not os.path.exists(destination):
+        os.close(os.open(destination, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only, like the original
+    with storage.opened(current_app.config["DATABASE"]) as source:
+        target = sqlite3.connect(destination)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    click.echo(f"Backed up to {destination} at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%SZ}.")

@@ -1,0 +1,170 @@
+"""Write the office's emails and hand them to the mail server (or, in development, to files).
+
+Flask-Mail builds and sends the messages; the connection is our own subclass, because
+Flask-Mail 0.10 sets no timeout and does not verify the server's certificate.
+"""
+import email.charset
+import os
+import smtplib
+import ssl
+import time
+from datetime import datetime, timezone
+from email.mime.text import MIMEText
+from email.utils import parseaddr
+from zoneinfo import ZoneInfo
+
+from flask import current_app, render_template
+from flask_mail import Connection, Message
+
+import office
+import signing
+from forms import FOR_WHOM, METHODS, TIMES
+
+LABELS = {choice.value: choice.label for choice in (*METHODS, *TIMES, *FOR_WHOM)}
+
+
+class TransientError(Exception):
+    """Worth trying again later: no connection, a timeout, a 4xx reply, a TLS or login problem."""
+
+
+class PermanentError(Exception):
+    """The server refused the message for good (a 5xx reply to the message itself)."""
+
+
+def local_time(timestamp: float) -> str:
+    """A submission time as the office reads it, in its own time zone, with UTC for the record."""
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    local = moment.astimezone(ZoneInfo(office.TIME_ZONE))
+    return f"{local:%A, %B %-d, %Y at %-I:%M %p %Z} ({moment:%Y-%m-%dT%H:%M:%SZ})"
+
+
+def inquiry_message(reference: str, submitted_at: float, fields: dict, possibly_automated: bool,
+                    message_id: str) -> Message:
+    """The signed email for one inquiry. Only the reference reaches a header; visitor data stays in the body."""
+    config = current_app.config
+    block = render_template("mail/_inquiry_block.txt", reference=reference, submitted=local_time(submitted_at),
+                            fields=fields, possibly_automated=possibly_automated,
+                            method_label=LABELS.get(fields.get("contact_method"), "not given"),
+                            best_time_label=LABELS.get(fields.get("best_time")),
+                            for_whom_label=LABELS.get(fields.get("for_whom")))
+    reply_to = fields.get("email") if fields.get("contact_method") == "email" else None
+    body = render_template("mail/inquiry.txt", block=block, reply_to=reply_to,
+                           signature=signing.signature(config["INQUIRY_SIGNING_KEYS"], block), office=office)
+    message = PlainMessage(subject=f"Website inquiry {reference}", recipients=[config["INQUIRY_RECIPIENT"]],
+                      body=body, sender=config["MAIL_DEFAULT_SENDER"], reply_to=reply_to)
+    message.msgId = message_id
+    return message
+
+
+def digest_message(items: list[dict]) -> Message:
+    """One summary of the requests held as possible spam, so that a real person is still called back."""
+    config = current_app.config
+    for item in items:
+        item["method_label"] = LABELS.get(item["fields"].get("contact_method"), "not given")
+        item["submitted"] = local_time(item["submitted_at"])
+        text = " ".join((item["fields"].get("message") or "").split())
+        item["short_message"] = text[:200] + ("..." if len(text) > 200 else "")
+    return PlainMessage(subject=f"Website requests held as possible spam ({len(items)})",
+                   recipients=[config["INQUIRY_RECIPIENT"]], sender=config["MAIL_DEFAULT_SENDER"],
+                   body=render_template("mail/digest.txt", items=items))
+
+
+class PlainMessage(Message):
+    """A Flask-Mail message whose text is quoted-printable, so no line exceeds SMTP's limit.
+
+    Flask-Mail registers UTF-8 as 8bit, which would send a long note as one over-long line.
+    """
+
+    def _mimetext(self, text, subtype="plain"):
+        charset = email.charset.Charset("utf-8")
+        charset.body_encoding = email.charset.QP
+        return MIMEText(text, _subtype=subtype, _charset=charset)
+
+
+def sender_domain(sender: str) -> str:
+    """The domain of the From address: Message-IDs are made on the office's domain."""
+    return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+
+
+def deliver(message: Message, name: str) -> str:
+    """Send one message; returns where it went. Raises TransientError or PermanentError."""
+    if not current_app.config["MAIL_SERVER"]:
+        return write_file(message, name)
+    mail = current_app.extensions["mail"]
+    connection = VerifiedConnection(mail)
+    try:
+        connection.host = None if mail.suppress else connection.configure_host()
+        connection.send(message)
+    except smtplib.SMTPResponseException as error:
+        reason = f"SMTP {error.smtp_code}: {_text(error.smtp_error)}"
+        raise (PermanentError if 500 <= error.smtp_code < 600 and not isinstance(
+            error, smtplib.SMTPAuthenticationError) else TransientError)(reason) from error
+    except smtplib.SMTPRecipientsRefused as error:
+        codes = [code for code, _ in error.recipients.values()]
+        reason = "recipient refused: " + ", ".join(f"SMTP {code} {_text(text)}" for code, text in error.recipients.values())
+        raise (PermanentError if all(code >= 500 for code in codes) else TransientError)(reason) from error
+    except (smtplib.SMTPException, OSError) as error:  # includes timeouts, refusals, TLS failures
+        raise TransientError(f"{error.__class__.__name__}: {_text(str(error))}") from error
+    finally:
+        # The message was accepted (or not) before this point: a dropped QUIT changes nothing.
+        if connection.host is not None:
+            try:
+                connection.host.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.host.close()
+    return f"{current_app.config['MAIL_SERVER']}:{current_app.config['MAIL_PORT']}"
+
+
+class VerifiedConnection(Connection):
+    """Flask-Mail's connection with a timeout and TLS that checks the certificate and host name."""
+
+    def configure_host(self) -> smtplib.SMTP:
+        config = current_app.config
+        context = ssl.create_default_context(cafile=config["MAIL_CA_FILE"] or None)
+        timeout = config["MAIL_TIMEOUT"]
+        if self.mail.use_ssl:
+            host = smtplib.SMTP_SSL(self.mail.server, self.mail.port, timeout=timeout, context=context)
+        else:
+            host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=timeout)
+        try:
+            if self.mail.use_tls:
+                host.starttls(context=context)
+            if self.mail.username and self.mail.password:
+                host.login(self.mail.username, self.mail.password)
+        except BaseException:
+            host.close()
+            raise
+        return host
+
+
+def write_file(message: Message, name: str) -> str:
+    """Development: keep the message as an .eml file (owner-only) under the instance folder."""
+    folder = os.path.join(current_app.instance_path, "mail")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    path = os.path.join(folder, f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.eml")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(message.as_bytes())
+    return path
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return " ".join(str(value).split())[:200]
+
+
+
+def purge_files(instance_path: str, retention_days: int, now: float | None = None) -> int:
+    """Development mail files follow the retention rule too: removed once older than the period."""
+    folder = os.path.join(instance_path, "mail")
+    if not os.path.isdir(folder):
+        return 0
+    cutoff = (time.time() if now is None else now) - retention_days * 86400
+    removed = 0
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.endswith(".eml") and os.path.getmtime(path) <= cutoff:
+            os.remove(path)
+            removed += 1
+    return removed

@@ -1,0 +1,149 @@
+"""The outbox: claim what is due, deliver it, record the outcome. Never lost, never sent twice.
+
+A claim is a lease in the database: two senders never hold the same inquiry, and a claim
+left by a crashed sender expires and is taken up again.
+"""
+import json
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from flask import current_app
+
+import mailer
+import storage
+
+log = logging.getLogger("rsct.outbox")
+MAX_BACKOFF = 3600.0
+
+
+@dataclass
+class Outcome:
+    delivered: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+def lease_seconds() -> float:
+    # Long enough for the slowest SMTP conversation the timeout allows, with room to spare.
+    return current_app.config["MAIL_TIMEOUT"] * 10 + 60
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try: doubling from 30 s up to an hour, with jitter."""
+    return min(MAX_BACKOFF, 30.0 * 2 ** max(attempts - 1, 0)) * random.uniform(0.8, 1.2)
+
+
+def claim(path: str, worker: str, now: float, lease: float):
+    """Take the next due inquiry for this worker, or None."""
+    with storage.write(path) as db:
+        row = db.execute(
+            "SELECT o.inquiry_id, o.message_id, o.attempts, i.reference, i.submitted_at, i.fields,"
+            " i.possibly_automated FROM outbox o JOIN inquiries i ON i.id = o.inquiry_id"
+            " WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?"
+            " AND (o.claimed_by IS NULL OR o.claim_expires_at < ?)"
+            " ORDER BY o.next_attempt_at LIMIT 1", (now, now)).fetchone()
+        if row is None:
+            return None
+        db.execute("UPDATE outbox SET claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1"
+                   " WHERE inquiry_id = ?", (worker, now + lease, row["inquiry_id"]))
+        return row
+
+
+def _finish(path: str, row, worker: str, outbox_sets: str, values: tuple, state: str | None) -> None:
+    with storage.write(path) as db:
+        db.execute(f"UPDATE outbox SET claimed_by = NULL, claim_expires_at = NULL, {outbox_sets}"
+                   " WHERE inquiry_id = ? AND claimed_by = ?", (*values, row["inquiry_id"], worker))
+        if state:
+            db.execute("UPDATE inquiries SET state = ? WHERE id = ?", (state, row["inquiry_id"]))
+
+
+def deliver_one(path: str, row, worker: str, outcome: Outcome) -> None:
+    """Send one claimed inquiry and record what happened."""
+    reference = row["reference"]
+    try:
+        message = mailer.inquiry_message(reference, row["submitted_at"], json.loads(row["fields"]),
+                                         bool(row["possibly_automated"]), row["message_id"])
+        where = mailer.deliver(message, reference)
+    except mailer.PermanentError as error:
+        _finish(path, row, worker, "failed_at = ?, last_error = ?", (time.time(), str(error)), "failed")
+        log.error("Inquiry %s failed permanently: %s", reference, error)
+        outcome.failed.append(reference)
+    except Exception as error:  # transient, or a fault of ours: keep it and try again later
+        reason = str(error) if isinstance(error, mailer.TransientError) else _where(error)
+        delay = backoff(row["attempts"] + 1)
+        _finish(path, row, worker, "next_attempt_at = ?, last_error = ?", (time.time() + delay, reason), None)
+        log.warning("Inquiry %s not delivered yet (attempt %d), next try in %.0f s: %s",
+                    reference, row["attempts"] + 1, delay, reason)
+        outcome.retrying.append(reference)
+    else:
+        _finish(path, row, worker, "delivered_at = ?, last_error = NULL", (time.time(),), "delivered")
+        log.info("Inquiry %s delivered to %s", reference, where)
+        outcome.delivered.append(reference)
+
+
+def _where(error: Exception) -> str:
+    """A fault of ours, named without its message (which might quote a visitor's words)."""
+    frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+    return f"{error.__class__.__name__} at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else \
+        error.__class__.__name__
+
+
+def deliver_due(worker: str | None = None, should_stop=lambda: False) -> Outcome:
+    """Deliver everything that is due now, one inquiry at a time, until none is left or asked to stop."""
+    path = current_app.config["DATABASE"]
+    worker = worker or worker_id()
+    outcome = Outcome()
+    while not should_stop():
+        row = claim(path, worker, time.time(), lease_seconds())
+        if row is None:
+            break
+        deliver_one(path, row, worker, outcome)
+    return outcome
+
+
+def status(path: str, stuck_minutes: int, now: float | None = None) -> dict:
+    """Counts by state, the oldest undelivered inquiry, recent failures, and whether anything is stuck."""
+    now = time.time() if now is None else now
+    with storage.opened(path) as db:
+        counts = dict(db.execute("SELECT state, count(*) FROM inquiries GROUP BY state").fetchall())
+        oldest = db.execute("SELECT min(i.submitted_at) FROM inquiries i JOIN outbox o ON o.inquiry_id = i.id"
+                            " WHERE o.delivered_at IS NULL AND o.failed_at IS NULL").fetchone()[0]
+        failures = db.execute(
+            "SELECT i.reference, i.state, o.attempts, o.last_error, i.erased_at FROM outbox o"
+            " JOIN inquiries i ON i.id = o.inquiry_id WHERE o.last_error IS NOT NULL AND o.delivered_at IS NULL"
+            " ORDER BY i.submitted_at DESC LIMIT 10").fetchall()
+        (failed_open,) = db.execute("SELECT count(*) FROM inquiries WHERE state = 'failed'"
+                                    " AND erased_at IS NULL").fetchone()
+    oldest_age = now - oldest if oldest else None
+    stuck = (oldest_age is not None and oldest_age > stuck_minutes * 60) or failed_open > 0
+    return {"counts": counts, "oldest_undelivered_seconds": oldest_age, "failed_open": failed_open,
+            "failures": [dict(f) for f in failures], "stuck": stuck}
+
+
+def send_digest() -> int:
+    """Email the office one summary of the requests held as spam since the last one; returns how many."""
+    path = current_app.config["DATABASE"]
+    with storage.opened(path) as db:
+        rows = db.execute("SELECT id, reference, submitted_at, quarantine_reason, fields FROM inquiries"
+                          " WHERE state = 'quarantined' AND digest_sent_at IS NULL AND fields IS NOT NULL"
+                          " ORDER BY submitted_at").fetchall()
+    if not rows:
+        return 0
+    items = [{"reference": r["reference"], "submitted_at": r["submitted_at"], "reason": r["quarantine_reason"],
+              "fields": json.loads(r["fields"])} for r in rows]
+    mailer.deliver(mailer.digest_message(items), f"digest-{time.strftime('%Y%m%d')}")
+    now = time.time()
+    with storage.write(path) as db:
+        db.executemany("UPDATE inquiries SET digest_sent_at = ? WHERE id = ?", [(now, r["id"]) for r in rows])
+        db.execute("INSERT INTO digests (sent_at, inquiry_count) VALUES (?, ?)", (now, len(rows)))
+    log.info("Quarantine digest sent with %d inquiries", len(rows))
+    return len(rows)
