@@ -38,3 +38,11 @@ browser:
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
+
+## make htmx-self-host: fetch htmx.org@2.0.11 from npm, check it against the pinned SHA-384, serve it from /static.
+htmx-self-host: $(VENV)/.runtime
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack htmx.org@2.0.11 --silent >/dev/null && \
+	  tar -xzf htmx.org-2.0.11.tgz package/dist/htmx.min.js && \
+	  $(CURDIR)/$(BIN)/python $(CURDIR)/deploy/check_integrity.py package/dist/htmx.min.js && \
+	  mkdir -p $(CURDIR)/static/vendor && cp package/dist/htmx.min.js $(CURDIR)/static/vendor/htmx.min.js && \
+	  rm -rf $$tmp && echo "Wrote static/vendor/htmx.min.js; set FLASK_HTMX_URL=/static/vendor/htmx.min.js"

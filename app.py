@@ -34,6 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(cli.outbox_cli)
     app.cli.add_command(cli.inquiry_cli)
     app.cli.add_command(cli.backup)
+    app.cli.add_command(cli.security_headers)
 
     if app.config["CONFIG_NAME"] == "development":
         app.logger.info("Running in development mode: mail is written to %s, not sent.",

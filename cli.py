@@ -14,6 +14,7 @@ import inquiries
 import mailer
 import outbox
 import signing
+import security
 import storage
 
 outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report on delivery.")
@@ -176,3 +177,9 @@ def backup(destination):
         finally:
             target.close()
     click.echo(f"Backed up to {destination} at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%SZ}.")
+
+
+@click.command("security-headers")
+def security_headers():
+    """Print the app's security headers as nginx directives (for deploy/nginx)."""
+    click.echo(security.nginx_snippet(current_app.config), nl=False)

@@ -1,5 +1,6 @@
 """The information pages, the files search engines ask for, and the error pages."""
-from flask import Blueprint, Response, current_app, has_request_context, render_template, request, url_for
+from flask import (Blueprint, Response, current_app, has_request_context, make_response, render_template, request,
+                   url_for)
 from werkzeug.exceptions import HTTPException
 
 import office
@@ -95,3 +96,23 @@ def server_error(error):
         current_app.logger.exception("500 page could not be rendered")
         return Response(f"Something went wrong on our side. Please call {office.PHONE}.",
                         status=500, mimetype="text/plain")
+
+
+@bp.route("/errors/<any('rate-limited', 'too-large'):kind>", methods=["GET", "POST"])
+def proxy_error(kind):
+    """What nginx shows when it refuses a form post itself (a burst of posts, an oversized body)."""
+    notice, status, template = {"rate-limited": ("rate_limited", 429, "429.html"),
+                                "too-large": ("too_large", 413, "413.html")}[kind]
+    return notice_response(notice, status, template)
+
+
+def notice_response(notice: str, status: int, page_template: str):
+    """For htmx, a message placed above the form's button (the form and its values stay);
+    for a plain browser, a full page that says what happened and gives the phone number."""
+    if request.headers.get("HX-Request") == "true":
+        response = make_response(render_template("_form_status.html", notice=notice), status)
+        response.headers["HX-Retarget"] = "#form-status"
+        response.headers["HX-Reswap"] = "innerHTML"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return render_template(page_template), status

@@ -6,6 +6,7 @@ from functools import lru_cache
 from flask import Flask, current_app, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+HSTS = "max-age=63072000; includeSubDomains"
 PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
     "accelerometer", "autoplay", "camera", "display-capture", "encrypted-media", "fullscreen",
     "geolocation", "gyroscope", "magnetometer", "microphone", "midi", "payment",
@@ -41,18 +42,33 @@ def content_security_policy(htmx_url: str) -> str:
     ))
 
 
+def header_values(config, secure: bool) -> dict:
+    """The security headers this site sends; nginx's snippet for its own responses is made from this too."""
+    headers = {
+        "Content-Security-Policy": content_security_policy(config["HTMX_URL"]),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+        "Permissions-Policy": PERMISSIONS_POLICY,
+    }
+    if config["CONFIG_NAME"] == "production" and secure:
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+def nginx_snippet(config) -> str:
+    """The same headers as nginx directives, for the responses nginx makes itself (static files, its errors)."""
+    lines = ["# Made by `flask --app app security-headers`: the headers the app sends, for nginx's own responses."]
+    for name, value in header_values(config, secure=True).items():
+        lines.append(f'add_header {name} "{value}" always;')
+    return "\n".join(lines) + "\n"
+
+
 def add_headers(response):
     """Send the same security headers on every response, error pages included."""
-    headers = response.headers
-    headers["Content-Security-Policy"] = content_security_policy(current_app.config["HTMX_URL"])
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "same-origin"
-    headers["X-Frame-Options"] = "DENY"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    headers["Cross-Origin-Resource-Policy"] = "same-origin"
-    headers["Permissions-Policy"] = PERMISSIONS_POLICY
-    if current_app.config["CONFIG_NAME"] == "production" and request.is_secure:
-        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    response.headers.update(header_values(current_app.config, request.is_secure))
     if request.endpoint == "static" and request.args.get("v"):
         # The URL changes whenever the file does, so browsers may keep it for a year.
         response.cache_control.max_age = 31536000

@@ -1,0 +1,24 @@
+"""gunicorn settings for one small VPS, behind nginx on the same machine.
+
+Start: gunicorn -c deploy/gunicorn.conf.py "app:create_app()"
+"""
+import multiprocessing
+import os
+
+bind = os.environ.get("RSCT_BIND", "127.0.0.1:8000")
+# Two workers per core plus one, capped: the app is small and waits mostly on SQLite's fsync.
+workers = int(os.environ.get("RSCT_WORKERS", min(multiprocessing.cpu_count() * 2 + 1, 9)))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+max_requests = 2000
+max_requests_jitter = 200
+# Trust X-Forwarded-* only from nginx on this machine; the app's ProxyFix counts the hops.
+forwarded_allow_ips = "127.0.0.1,::1"
+# nginx keeps the access log; gunicorn's own log shows start-up and errors only (no visitor data).
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+# Private files: the database, its WAL and mail are created owner-only.
+umask = 0o077
