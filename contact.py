@@ -3,7 +3,7 @@ import hashlib
 import secrets
 import time
 
-from flask import (Blueprint, current_app, make_response, redirect, render_template, request, session,
+from flask import (Blueprint, current_app, redirect, render_template, request, session,
                    url_for)
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -13,6 +13,7 @@ import mailer
 import ratelimit
 import storage
 from forms import ContactForm
+from pages import notice_response
 
 bp = Blueprint("contact", __name__)
 FORM_TOKEN_SALT = "rsct.contact-form-token"
@@ -84,18 +85,14 @@ def check(field):
 def storage_failed(error):
     """The request could not be saved: say so plainly, keep the words, give the phone number."""
     current_app.logger.error("Inquiry could not be stored: %s", error)
-    return _form_response(ContactForm(meta={"csrf": False}), 503, notice="storage_failed")
+    # With its CSRF field, so that the form shown can be sent again once storage is back.
+    return _form_response(ContactForm(), 503, notice="storage_failed")
 
 
 @bp.errorhandler(RequestEntityTooLarge)
 def too_large(error):
     """More data than any real form holds: the body is not read, so let htmx keep the values."""
-    if _is_htmx():
-        response = make_response(render_template("_form_status.html", notice="too_large"), 413)
-        response.headers["HX-Retarget"] = "#form-status"
-        response.headers["HX-Reswap"] = "innerHTML"
-        return response
-    return render_template("413.html"), 413
+    return notice_response("too_large", 413, "413.html")
 
 
 def _csrf_failed(contact_form: ContactForm):

@@ -116,8 +116,10 @@ class ContactForm(FlaskForm):
 
     def visitor_fields(self) -> dict:
         """The validated, normalised answers, keyed by field name."""
-        return {name: (getattr(self, name).data or None) for name in
-                ("name", "contact_method", "phone", "email", "best_time", "leave_message", "for_whom", "message")}
+        fields = {name: (getattr(self, name).data or None) for name in
+                  ("name", "contact_method", "phone", "email", "best_time", "leave_message", "for_whom", "message")}
+        fields["leave_message"] = fields["leave_message"] or "no"  # never assume yes
+        return fields
 
 
 def normalise_phone(text: str) -> str:
