@@ -105,15 +105,14 @@ def htmx_integrity() -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(HTMX_FILE.read_bytes()).digest()).decode()
 
 
-@pytest.fixture
-def context(browser, app):
+def new_context(browser, htmx_url: str, **options):
     """A fresh browser profile: htmx's CDN URL answered from the npm package, nothing else leaves the machine.
 
     Console errors, failed requests and Content-Security-Policy violations are collected in
     context.problems; tests assert that it stays empty.
     """
     htmx_integrity()
-    ctx = browser.new_context()
+    ctx = browser.new_context(**options)
     ctx.problems = []
     ctx.add_init_script("""document.addEventListener('securitypolicyviolation', e =>
         console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));""")
@@ -124,7 +123,7 @@ def context(browser, app):
 
     ctx.route("**/*", lambda route: outside(route) if not route.request.url.startswith("http://127.0.0.1")
               else route.continue_())
-    ctx.route(app.config["HTMX_URL"], lambda route: route.fulfill(
+    ctx.route(htmx_url, lambda route: route.fulfill(
         path=str(HTMX_FILE), content_type="text/javascript; charset=utf-8",
         headers={"Access-Control-Allow-Origin": "*"}))
     ctx.on("console", lambda msg: ctx.problems.append(f"console {msg.type}: {msg.text}")
@@ -132,6 +131,13 @@ def context(browser, app):
     ctx.on("requestfailed", lambda request: ctx.problems.append(
         f"failed request: {request.url} {request.failure}"))
     ctx.on("weberror", lambda error: ctx.problems.append(f"page error: {error.error}"))
+    return ctx
+
+
+@pytest.fixture
+def context(browser, app):
+    """A browser context for the app under test (see new_context)."""
+    ctx = new_context(browser, app.config["HTMX_URL"])
     yield ctx
     ctx.close()
 

@@ -41,4 +41,17 @@
   document.addEventListener("htmx:timeout", function () { showStatus("message-network"); });
   // A server error that the server did not turn into a message of its own.
   document.addEventListener("htmx:responseError", function () { showStatus("message-server"); });
+
+  // The button is disabled while sending, which takes keyboard focus away from it. If the form is
+  // still on the page afterwards (the send failed) and focus was lost, give it back to the button.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    var active = document.activeElement;
+    if (form.tagName === "FORM" && form.isConnected && (!active || active === document.body)) {
+      var button = form.querySelector("button[type=submit]");
+      if (button) {
+        button.focus();
+      }
+    }
+  });
 })();
