@@ -37,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(cli.security_headers)
 
     if app.config["CONFIG_NAME"] == "development":
-        app.logger.info("Running in development mode: mail is written to %s, not sent.",
-                        os.path.join(app.instance_path, "mail"))
+        target = (f"sent to {app.config['MAIL_SERVER']}:{app.config['MAIL_PORT']}" if app.config["MAIL_SERVER"]
+                  else f"written to {os.path.join(app.instance_path, 'mail')}, not sent")
+        app.logger.info("Running in development mode: mail is %s.", target)
     return app

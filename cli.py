@@ -40,7 +40,7 @@ def outbox_run():
     worker = outbox.worker_id()
     target = current_app.config["MAIL_SERVER"] or "files under " + current_app.instance_path + "/mail"
     click.echo(f"Outbox sender started; delivering to {target}.")
-    last_purge = 0.0
+    last_purge = float("-inf")  # apply retention in the first round: monotonic() may be small after a boot
     while not stopping:
         outcome = outbox.deliver_due(worker, should_stop=lambda: bool(stopping))
         for reference in outcome.delivered:

@@ -10,7 +10,7 @@ import ssl
 import time
 from datetime import datetime, timezone
 from email.mime.text import MIMEText
-from email.utils import parseaddr
+from email.utils import make_msgid, parseaddr
 from zoneinfo import ZoneInfo
 
 from flask import current_app, render_template
@@ -21,6 +21,11 @@ import signing
 from forms import FOR_WHOM, METHODS, TIMES
 
 LABELS = {choice.value: choice.label for choice in (*METHODS, *TIMES, *FOR_WHOM)}
+
+
+# 5xx replies that ask for STARTTLS or a login first (530, 534, 538): a setting to fix, like a failed
+# login, not a refusal of the message; retried so the inquiry goes out once the setting is right.
+SETUP_CODES = (530, 534, 538)
 
 
 class TransientError(Exception):
@@ -64,9 +69,12 @@ def digest_message(items: list[dict]) -> Message:
         item["submitted"] = local_time(item["submitted_at"])
         text = " ".join((item["fields"].get("message") or "").split())
         item["short_message"] = text[:200] + ("..." if len(text) > 200 else "")
-    return PlainMessage(subject=f"Website requests held as possible spam ({len(items)})",
-                   recipients=[config["INQUIRY_RECIPIENT"]], sender=config["MAIL_DEFAULT_SENDER"],
-                   body=render_template("mail/digest.txt", items=items))
+    message = PlainMessage(subject=f"Website requests held as possible spam ({len(items)})",
+                           recipients=[config["INQUIRY_RECIPIENT"]], sender=config["MAIL_DEFAULT_SENDER"],
+                           body=render_template("mail/digest.txt", items=items))
+    # Like the inquiries' ids, on the office's domain, not the server's host name (Flask-Mail's default).
+    message.msgId = make_msgid(domain=sender_domain(config["MAIL_DEFAULT_SENDER"]))
+    return message
 
 
 class PlainMessage(Message):
@@ -97,8 +105,9 @@ def deliver(message: Message, name: str) -> str:
         connection.send(message)
     except smtplib.SMTPResponseException as error:
         reason = f"SMTP {error.smtp_code}: {_text(error.smtp_error)}"
-        raise (PermanentError if 500 <= error.smtp_code < 600 and not isinstance(
-            error, smtplib.SMTPAuthenticationError) else TransientError)(reason) from error
+        permanent = (500 <= error.smtp_code < 600 and error.smtp_code not in SETUP_CODES
+                     and not isinstance(error, smtplib.SMTPAuthenticationError))
+        raise (PermanentError if permanent else TransientError)(reason) from error
     except smtplib.SMTPRecipientsRefused as error:
         codes = [code for code, _ in error.recipients.values()]
         reason = "recipient refused: " + ", ".join(f"SMTP {code} {_text(text)}" for code, text in error.recipients.values())

@@ -60,9 +60,10 @@ def claim(path: str, worker: str, now: float, lease: float):
 
 def _finish(path: str, row, worker: str, outbox_sets: str, values: tuple, state: str | None) -> None:
     with storage.write(path) as db:
-        db.execute(f"UPDATE outbox SET claimed_by = NULL, claim_expires_at = NULL, {outbox_sets}"
-                   " WHERE inquiry_id = ? AND claimed_by = ?", (*values, row["inquiry_id"], worker))
-        if state:
+        updated = db.execute(f"UPDATE outbox SET claimed_by = NULL, claim_expires_at = NULL, {outbox_sets}"
+                             " WHERE inquiry_id = ? AND claimed_by = ?", (*values, row["inquiry_id"], worker)).rowcount
+        # A sender whose lease ran out no longer owns the inquiry: the one that took it over records the state.
+        if state and updated:
             db.execute("UPDATE inquiries SET state = ? WHERE id = ?", (state, row["inquiry_id"]))
 
 

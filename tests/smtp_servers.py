@@ -1,0 +1,289 @@
+"""Real mail servers for the delivery tests, and small helpers shared by those tests.
+
+- `Inbox` + `running_smtp()`: an aiosmtpd server in a thread on 127.0.0.1, collecting what it accepts
+  (optionally with STARTTLS or implicit TLS, a slow reply, or a 4xx/5xx reply to DATA).
+- `SilentServer`: accepts TCP connections and never says a word (a hung relay).
+- `DroppingSMTPServer`: speaks just enough SMTP to accept one message, then drops the connection
+  before QUIT.
+- `make_certs()`: a throw-away CA and server certificates made with the openssl command.
+Every server is bounded by timeouts and closes every socket and thread when stopped.
+"""
+import asyncio
+import email
+import re
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email import policy
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+SENDER = "RSCT website <website@rsct.example.org>"
+SENDER_DOMAIN = "rsct.example.org"
+RECIPIENT_ADDRESS = "office@rsct.example.org"
+RECIPIENT = f"Madison office <{RECIPIENT_ADDRESS}>"
+HEADER_ALLOWLIST = {"from", "to", "subject", "date", "message-id", "reply-to", "mime-version",
+                    "content-type", "content-transfer-encoding"}
+WAIT_SECONDS = 15.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: list
+    content: bytes
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        return email.message_from_bytes(self.content, policy=policy.default)
+
+
+class Inbox:
+    """An aiosmtpd handler: replies `reply` to DATA (after `delay` seconds) and keeps what it accepted."""
+
+    def __init__(self, reply: str = "250 OK", delay: float = 0.0):
+        self.reply = reply
+        self.delay = delay
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._messages: list[Received] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        reply = self.reply
+        with self._lock:
+            if reply.startswith("250"):
+                self._messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+            else:
+                self.refused += 1
+        return reply
+
+    @property
+    def messages(self) -> list[Received]:
+        with self._lock:
+            return list(self._messages)
+
+    def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[Received]:
+        """Wait (bounded) until at least `count` messages were accepted; returns them all."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.messages
+
+
+@contextmanager
+def running_smtp(inbox: Inbox, port: int | None = None, **kwargs):
+    """Run `inbox` behind a real aiosmtpd server on 127.0.0.1; yields the port.
+
+    kwargs go to aiosmtpd: tls_context + require_starttls for STARTTLS, ssl_context for implicit TLS.
+    """
+    port = port or free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, ready_timeout=10,
+                            server_hostname="mx.test.invalid", **kwargs)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+class _ThreadedListener:
+    """A listening socket served by one thread; stop() closes every socket and joins the thread."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        for connection in self.connections:
+            connection.close()
+        self.listener.close()
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            self.tick()
+            try:
+                connection, _ = self.listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections.append(connection)
+            self.handle(connection)
+
+    def handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Called about every 0.1 s."""
+
+
+class SilentServer(_ThreadedListener):
+    """Accepts connections and never answers: a relay that hangs.
+
+    After `give_up_after` seconds it hangs up, so that a client without a timeout fails the test
+    instead of hanging it.
+    """
+
+    def __init__(self, give_up_after: float = 8.0):
+        super().__init__()
+        self.give_up_after = give_up_after
+        self.accepted_at: list[float] = []
+
+    def handle(self, connection):
+        self.accepted_at.append(time.monotonic())  # keep it open and say nothing
+
+    def tick(self):
+        for connection, accepted in zip(self.connections, self.accepted_at):
+            if time.monotonic() - accepted > self.give_up_after:
+                connection.close()
+
+
+class DroppingSMTPServer(_ThreadedListener):
+    """Speaks just enough SMTP to accept a message, replies 250 to it, then closes before QUIT."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[bytes] = []
+
+    def handle(self, connection):
+        connection.settimeout(5)
+        reader = connection.makefile("rb")
+        try:
+            connection.sendall(b"220 fake.test.invalid ESMTP\r\n")
+            while not self.stopping.is_set():
+                line = reader.readline(1000)
+                if not line:
+                    return
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    connection.sendall(b"250 fake.test.invalid\r\n")
+                elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                    connection.sendall(b"250 OK\r\n")
+                elif verb == b"DATA":
+                    connection.sendall(b"354 go ahead\r\n")
+                    data = b""
+                    while not data.endswith(b"\r\n.\r\n"):
+                        chunk = reader.readline(100000)
+                        if not chunk:
+                            return
+                        data += chunk
+                    self.messages.append(data)
+                    connection.sendall(b"250 2.0.0 queued\r\n")
+                    return  # hang up before QUIT
+                elif verb == b"QUIT":
+                    connection.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    connection.sendall(b"502 not implemented\r\n")
+        except OSError:
+            return
+        finally:
+            reader.close()
+            connection.close()
+
+
+def make_certs(folder: Path) -> dict[str, Path]:
+    """A test CA, a server certificate it signs for 127.0.0.1 and localhost, and one for another host."""
+    if shutil.which("openssl") is None:
+        raise RuntimeError("the openssl command is needed to make test certificates")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=30)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=RSCT Test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for name, common_name, san in (("server", "127.0.0.1", "IP:127.0.0.1,DNS:localhost"),
+                                   ("other", "other.test.invalid", "DNS:other.test.invalid")):
+        (folder / f"{name}.ext").write_text(
+            f"subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+            "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={common_name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key",
+            "other_cert": folder / "other.pem", "other_key": folder / "other.key"}
+
+
+def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+# --- the app side -------------------------------------------------------------------------------
+
+def smtp_settings(port: int, **overrides) -> dict:
+    """Settings for an app that sends to a test server (MAIL_SUPPRESS_SEND off: testing suppresses sends)."""
+    settings = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port, "MAIL_SUPPRESS_SEND": False, "MAIL_TIMEOUT": 5.0,
+                "MAIL_DEFAULT_SENDER": SENDER, "INQUIRY_RECIPIENT": RECIPIENT}
+    settings.update(overrides)
+    return settings
+
+
+VISITOR = {
+    "name": "Jordan Qzxname Rivers",
+    "contact_method": "call",
+    "phone": "203-555-0147",
+    "email": "",
+    "best_time": "morning",
+    "leave_message": "no",
+    "for_whom": "self",
+    "message": "I would like to talk about Qzxnote options.\nSecond line of my note.",
+}
+
+
+def form_token(client) -> str:
+    page = client.get("/contact")
+    assert page.status_code == 200
+    return re.search(r'name="form_token" type="hidden" value="([^"]+)"', page.text).group(1)
+
+
+def submit(client, **changes):
+    """Post the call-back form as a plain browser would; returns the response (303 when stored)."""
+    data = dict(VISITOR, form_token=form_token(client))
+    data.update(changes)
+    return client.post("/contact", data={k: v for k, v in data.items() if v is not None})
+
+
+@contextmanager
+def db(app_or_path):
+    """A plain sqlite3 connection to the app's database file (autocommit), closed afterwards."""
+    path = app_or_path if isinstance(app_or_path, (str, Path)) else app_or_path.config["DATABASE"]
+    connection = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+    connection.row_factory = sqlite3.Row
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def body_text(message: email.message.EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()

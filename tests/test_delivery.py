@@ -1,0 +1,420 @@
+"""An inquiry travels from the form to a real SMTP server: envelope, headers, body, signature, digest, health."""
+import base64
+import email
+import logging
+import os
+import re
+import stat
+import time
+from datetime import datetime, timezone
+from email import policy
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import inquiries
+import mailer
+import outbox
+import signing
+from smtp_servers import (HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, VISITOR, Inbox, body_text, db,
+                          running_smtp, smtp_settings, submit)
+
+REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")
+OLD_KEY = "old-signing-key-" + "o" * 32
+NEW_KEY = "new-signing-key-" + "n" * 32
+
+
+@pytest.fixture
+def inbox():
+    return Inbox()
+
+
+@pytest.fixture
+def smtp_port(inbox):
+    with running_smtp(inbox) as port:
+        yield port
+
+
+@pytest.fixture
+def smtp_app(make_app, smtp_port):
+    return make_app(**smtp_settings(smtp_port))
+
+
+def deliver(app) -> outbox.Outcome:
+    with app.app_context():
+        return outbox.deliver_due()
+
+
+def send_one(app, inbox, **changes):
+    """Submit the form with VISITOR (plus changes), deliver, and return (reference, received message)."""
+    before = len(inbox.messages)
+    response = submit(app.test_client(), **changes)
+    assert response.status_code == 303, response.text
+    outcome = deliver(app)
+    assert len(outcome.delivered) == 1 and not outcome.retrying and not outcome.failed
+    received = inbox.wait_for(before + 1)
+    assert len(received) == before + 1
+    return outcome.delivered[0], received[-1]
+
+
+def visitor_values(fields: dict) -> list[str]:
+    """Every value a visitor typed, and the pieces a careless header might carry."""
+    values = [v for k, v in fields.items() if v and k in ("name", "phone", "email", "message")]
+    values += fields["name"].split() + fields["message"].split("\n") + ["Qzxnote"]
+    if fields.get("phone"):
+        values += ["(203) 555-0147", "555-0147", "2035550147"]
+    return values
+
+
+# --- the message as the office receives it ------------------------------------------------------
+
+def test_inquiry_arrives_at_the_office_mailbox_with_only_allowed_headers(smtp_app, inbox):
+    reference, received = send_one(smtp_app, inbox)
+    assert REFERENCE.fullmatch(reference)
+    assert received.rcpt_tos == [RECIPIENT_ADDRESS]
+    assert received.mail_from == f"website@{SENDER_DOMAIN}"
+
+    message = received.message
+    names = {name.lower() for name in message.keys()}
+    assert names <= HEADER_ALLOWLIST, names - HEADER_ALLOWLIST
+    assert message["Subject"] == f"Website inquiry {reference}"
+    # No visitor value in any header, the subject included.
+    for header, value in message.items():
+        for typed in visitor_values(VISITOR):
+            assert typed.lower() not in str(value).lower(), (header, typed)
+    assert "Reply-To" not in message  # the visitor chose a phone call
+    with db(smtp_app) as connection:
+        stored_id = connection.execute("SELECT message_id FROM outbox").fetchone()[0]
+    assert message["Message-ID"] == stored_id
+    assert message["Message-ID"].endswith(f"@{SENDER_DOMAIN}>")
+
+
+def test_body_shows_every_field_the_office_needs(smtp_app, inbox):
+    reference, received = send_one(smtp_app, inbox, email="jordan.rivers@example.org", best_time="evening",
+                                   for_whom="other")
+    assert received.message["Content-Transfer-Encoding"] == "quoted-printable"
+    assert all(len(line) <= 78 for line in received.content.split(b"\r\n"))
+    body = body_text(received.message)
+    for expected in ("Name: Jordan Qzxname Rivers", "Phone: (203) 555-0147", "Email: jordan.rivers@example.org",
+                     "Best time to reach them: Evening", "Who it is for: Someone I care about",
+                     "  | I would like to talk about Qzxnote options.", "  | Second line of my note.",
+                     f"Reference: {reference}", "PREFERRED CONTACT: PHONE CALL",
+                     "OK to leave a message that mentions RSCT: NO", "CONFIDENTIAL"):
+        assert expected in body, expected
+    assert "POSSIBLY AUTOMATED" not in body
+
+    with db(smtp_app) as connection:
+        submitted_at = connection.execute("SELECT submitted_at FROM inquiries").fetchone()[0]
+    local = datetime.fromtimestamp(submitted_at, ZoneInfo("America/New_York"))
+    assert local.tzname() in ("EST", "EDT")
+    utc = datetime.fromtimestamp(submitted_at, timezone.utc)
+    assert (f"Submitted: {local:%A, %B} {local.day}, {local.year} at {local.hour % 12 or 12}:{local:%M %p}"
+            f" {local.tzname()} ({utc:%Y-%m-%dT%H:%M:%SZ})") in body
+
+
+def test_leave_message_yes_is_shown_as_yes(smtp_app, inbox):
+    _, received = send_one(smtp_app, inbox, leave_message="yes", contact_method="text")
+    body = body_text(received.message)
+    assert "OK to leave a message that mentions RSCT: YES" in body
+    assert "PREFERRED CONTACT: TEXT MESSAGE" in body
+
+
+@pytest.mark.parametrize("timestamp, expected", [
+    (datetime(2025, 1, 15, 17, 5, tzinfo=timezone.utc).timestamp(), "Wednesday, January 15, 2025 at 12:05 PM EST"),
+    (datetime(2025, 7, 15, 17, 5, tzinfo=timezone.utc).timestamp(), "Tuesday, July 15, 2025 at 1:05 PM EDT"),
+])
+def test_submission_time_is_office_local_time(timestamp, expected):
+    assert mailer.local_time(timestamp).startswith(expected + " (2025-")
+
+
+@pytest.mark.parametrize("method, typed, reply_to", [
+    ("email", "Visitor.Name@EXAMPLE.org", "Visitor.Name@example.org"),
+    ("call", "visitor@example.org", None),
+    ("text", "visitor@example.org", None),
+    ("call", "", None),
+])
+def test_reply_to_only_when_the_visitor_chose_email(smtp_app, inbox, method, typed, reply_to):
+    _, received = send_one(smtp_app, inbox, contact_method=method, email=typed,
+                           phone="" if method == "email" else VISITOR["phone"])
+    message = received.message
+    assert message.get_all("Reply-To") == ([reply_to] if reply_to else None)
+    if typed:
+        assert f"Email: {typed.split('@')[0]}@{typed.split('@')[1].lower()}" in body_text(message)
+
+
+def test_quick_form_is_marked_possibly_automated(make_app, inbox, smtp_port):
+    app = make_app(**smtp_settings(smtp_port), MIN_FILL_SECONDS=600)
+    _, received = send_one(app, inbox)
+    assert "POSSIBLY AUTOMATED" in body_text(received.message)
+
+
+# --- verifying the signature -------------------------------------------------------------------
+
+@pytest.fixture
+def signed(smtp_app, inbox, tmp_path):
+    """A delivered inquiry as received: (app, reference, raw bytes)."""
+    reference, received = send_one(smtp_app, inbox, email="jordan.qzx@example.org")
+    return smtp_app, reference, received.content
+
+
+def verify_file(app, raw: bytes, folder):
+    path = folder / f"check-{time.monotonic_ns()}.eml"
+    path.write_bytes(raw)
+    return app.test_cli_runner().invoke(args=["inquiry", "verify", str(path)])
+
+
+def rewritten(raw: bytes, change) -> bytes:
+    """The message with its decoded text passed through `change`, encoded again (quoted-printable)."""
+    message = email.message_from_bytes(raw, policy=policy.default)
+    text = body_text(message).replace("\r\n", "\n")  # quoted-printable keeps the CRLF of the wire
+    new_text = change(text)
+    message.set_content(new_text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
+
+
+def other_char(char: str) -> str:
+    if char.isdigit():
+        return str((int(char) + 1) % 10)
+    if char.isalpha():
+        replacement = "q" if char.lower() != "q" else "z"
+        return replacement.upper() if char.isupper() else replacement
+    return "#"
+
+
+def change_in_line(prefix: str, index: int):
+    """Change one character of the value on the block line that starts with `prefix`."""
+    def change(text: str) -> str:
+        lines = text.split("\n")
+        (number,) = [i for i, line in enumerate(lines) if line.startswith(prefix)][:1]
+        line = lines[number]
+        position = len(prefix) + index if index >= 0 else len(line) + index
+        assert not line[position].isspace(), repr(line)
+        lines[number] = line[:position] + other_char(line[position]) + line[position + 1:]
+        return "\n".join(lines)
+    return change
+
+
+def test_received_email_verifies(signed, tmp_path):
+    app, reference, raw = signed
+    result = verify_file(app, raw, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert f"Authentic: inquiry {reference}" in result.output
+    verdict = signing.verify_message(app.config["INQUIRY_SIGNING_KEYS"], raw)
+    assert verdict.authentic and verdict.reference == reference
+
+
+def test_re_encoding_without_a_change_still_verifies(signed, tmp_path):
+    """Control for the tampering tests: the rewrite itself keeps a message authentic."""
+    app, _, raw = signed
+    again = rewritten(raw, lambda text: text)
+    assert again != raw
+    assert verify_file(app, again, tmp_path).exit_code == 0
+
+
+@pytest.mark.parametrize("prefix, index", [
+    ("Name: ", -1),
+    ("Phone: ", -2),
+    ("Email: ", -1),
+    ("  | I would like", 5),
+    ("  | Second line", -1),
+    ("Reference: ", -1),
+    ("Submitted: ", 0),  # the weekday
+    ("Submitted: ", -5),  # the UTC time
+    ("OK to leave a message that mentions RSCT: ", 0),
+    ("PREFERRED CONTACT: ", -1),
+    ("Best time to reach them: ", 0),
+    ("Who it is for: ", 0),
+])
+def test_one_changed_character_in_any_value_fails_verification(signed, tmp_path, prefix, index):
+    app, _, raw = signed
+    tampered = rewritten(raw, change_in_line(prefix, index))
+    assert body_text(email.message_from_bytes(tampered, policy=policy.default)) != body_text(
+        email.message_from_bytes(raw, policy=policy.default))
+    result = verify_file(app, tampered, tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "NOT AUTHENTIC" in result.output
+    assert not signing.verify_message(app.config["INQUIRY_SIGNING_KEYS"], tampered).authentic
+
+
+def _resign(keys):
+    """Change the name and sign the block again with `keys`."""
+    def change(text: str) -> str:
+        text = text.replace("Name: Jordan Qzxname Rivers", "Name: Mallory Forger")
+        block = text[text.index(signing.BEGIN):text.index(signing.END) + len(signing.END)]
+        return re.sub(r"^Signature: \S+$", "Signature: " + signing.signature(keys, block), text, flags=re.M)
+    return change
+
+
+def test_message_signed_with_another_key_fails(signed, tmp_path):
+    app, _, raw = signed
+    forged = rewritten(raw, _resign(["a key the attacker made up, long enough to look real"]))
+    result = verify_file(app, forged, tmp_path)
+    assert result.exit_code == 1 and "NOT AUTHENTIC" in result.output
+    # Control: the same edit signed with the site's key does verify, so it is the key that fails it.
+    assert verify_file(app, rewritten(raw, _resign(app.config["INQUIRY_SIGNING_KEYS"])), tmp_path).exit_code == 0
+
+
+@pytest.mark.parametrize("text", [
+    "Hello, please call me back.\n",
+    f"{signing.BEGIN}\nReference: RSCT-222222\nName: Someone\n{signing.END}\n",  # a block without a signature
+])
+def test_message_without_a_signed_block_fails(app, tmp_path, text):
+    message = email.message.EmailMessage()
+    message["Subject"] = "Website inquiry RSCT-222222"
+    message.set_content(text)
+    result = verify_file(app, message.as_bytes(), tmp_path)
+    assert result.exit_code == 1 and "NOT AUTHENTIC" in result.output
+
+
+def gateway_rewrite(raw: bytes) -> bytes:
+    """What a mail gateway may do: base64 instead of quoted-printable, CRLF, a banner around the text."""
+    message = email.message_from_bytes(raw, policy=policy.default)
+    text = body_text(message).replace("\r\n", "\n")
+    banner = "[EXTERNAL EMAIL] This message came from outside the organisation. Be careful with links."
+    text = f"{banner}\n\n{text}\n{banner}\n"
+    headers = [f"{name}: {value}" for name, value in message.items()
+               if name.lower() not in ("content-transfer-encoding", "content-type")]
+    headers += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64"]
+    encoded = base64.encodebytes(text.replace("\n", "\r\n").encode("utf-8")).decode("ascii")
+    return ("\r\n".join(headers) + "\r\n\r\n" + encoded.replace("\n", "\r\n")).encode("ascii")
+
+
+def test_gateway_re_encoding_and_banner_keep_it_authentic(signed, tmp_path):
+    app, reference, raw = signed
+    rewritten_raw = gateway_rewrite(raw)
+    assert b"quoted-printable" not in rewritten_raw and b"Reference:" not in rewritten_raw
+    decoded = body_text(email.message_from_bytes(rewritten_raw, policy=policy.default))
+    assert "\r\n" in decoded and decoded.startswith("[EXTERNAL EMAIL]")
+    assert decoded.rstrip().endswith("careful with links.")
+    result = verify_file(app, rewritten_raw, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert reference in result.output
+    # ...but the gateway may not change what the visitor wrote.
+    assert verify_file(app, gateway_rewrite(rewritten(raw, change_in_line("Name: ", -1))), tmp_path).exit_code == 1
+
+
+# --- key rotation ------------------------------------------------------------------------------
+
+def eml_for(app, reference) -> bytes:
+    folder = os.path.join(app.instance_path, "mail")
+    (name,) = [name for name in os.listdir(folder) if name.endswith(f"-{reference}.eml")]
+    with open(os.path.join(folder, name), "rb") as handle:
+        return handle.read()
+
+
+def file_inquiry(app, **changes) -> bytes:
+    """Submit and deliver to a file (no MAIL_SERVER); returns the .eml bytes."""
+    assert submit(app.test_client(), **changes).status_code == 303
+    outcome = deliver(app)
+    (reference,) = outcome.delivered
+    return eml_for(app, reference)
+
+
+def test_key_rotation(make_app, tmp_path):
+    signed_old = file_inquiry(make_app(INQUIRY_SIGNING_KEYS=[OLD_KEY]), name="Old Key Person")
+    rotated = make_app(INQUIRY_SIGNING_KEYS=[OLD_KEY, NEW_KEY])
+    signed_new = file_inquiry(rotated, name="New Key Person")
+
+    assert signing.verify_message([OLD_KEY], signed_old).authentic
+    assert signing.verify_message([OLD_KEY, NEW_KEY], signed_old).authentic  # old mail still checks after rotation
+    assert verify_file(rotated, signed_old, tmp_path).exit_code == 0
+    assert signing.verify_message([NEW_KEY], signed_new).authentic  # the new (last) key signed it
+    assert signing.verify_message([OLD_KEY, NEW_KEY], signed_new).authentic
+    assert not signing.verify_message([OLD_KEY], signed_new).authentic
+    assert not signing.verify_message([NEW_KEY], signed_old).authentic  # the old key, once removed, is gone
+
+
+# --- quarantine digest and release --------------------------------------------------------------
+
+def test_honeypot_inquiry_goes_to_the_digest_once_and_can_be_released(smtp_app, inbox):
+    note = "".join(f"{i:03d}." for i in range(150))  # 600 characters; "050." starts the 201st
+    response = submit(smtp_app.test_client(), website="http://spam.example", name="Held Qzxperson", message=note)
+    assert response.status_code == 303  # thanked like anyone else
+    (reference,) = [r["reference"] for r in inquiries.recent(smtp_app.config["DATABASE"])]
+    assert inquiries.find(smtp_app.config["DATABASE"], reference)["state"] == "quarantined"
+    assert deliver(smtp_app) == outbox.Outcome()
+    time.sleep(0.2)
+    assert inbox.messages == []
+
+    runner = smtp_app.test_cli_runner()
+    result = runner.invoke(args=["inquiry", "digest"])
+    assert result.exit_code == 0, result.output
+    (digest,) = inbox.wait_for(1)
+    message = digest.message
+    assert digest.rcpt_tos == [RECIPIENT_ADDRESS]
+    assert {name.lower() for name in message.keys()} <= HEADER_ALLOWLIST
+    assert "Reply-To" not in message
+    subject = message["Subject"]
+    assert subject.startswith("Website requests held as possible spam")
+    for typed in ("Held", "Qzxperson", "000.", reference):
+        assert typed not in subject
+    assert message["Message-ID"].endswith(f"@{SENDER_DOMAIN}>")
+    body = body_text(message)
+    assert reference in body and "Name: Held Qzxperson" in body
+    assert note[:200] + "..." in body
+    assert "050." not in body
+
+    again = runner.invoke(args=["inquiry", "digest"])
+    assert again.exit_code == 0 and "Nothing held" in again.output
+    time.sleep(0.2)
+    assert len(inbox.messages) == 1
+
+    released = runner.invoke(args=["inquiry", "release", reference])
+    assert released.exit_code == 0, released.output
+    assert deliver(smtp_app).delivered == [reference]
+    messages = inbox.wait_for(2)
+    assert len(messages) == 2
+    assert messages[1].message["Subject"] == f"Website inquiry {reference}"
+    assert messages[1].message["Message-ID"].endswith(f"@{SENDER_DOMAIN}>")
+    assert signing.verify_message(smtp_app.config["INQUIRY_SIGNING_KEYS"], messages[1].content).authentic
+    assert inquiries.find(smtp_app.config["DATABASE"], reference)["state"] == "delivered"
+
+
+# --- health and status --------------------------------------------------------------------------
+
+def test_health_and_stuck_mail(make_app):
+    app = make_app(OUTBOX_STUCK_MINUTES=30)  # no MAIL_SERVER: delivery writes files
+    client = app.test_client()
+    runner = app.test_cli_runner()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    assert client.get("/healthz/mail").status_code == 200
+
+    assert submit(client).status_code == 303
+    assert client.get("/healthz/mail").status_code == 200  # waiting, but not for long
+    assert runner.invoke(args=["outbox", "status"]).exit_code == 0
+
+    with db(app) as connection:
+        connection.execute("UPDATE inquiries SET submitted_at = ?", (time.time() - 31 * 60,))
+    response = client.get("/healthz/mail")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "stuck" and response.get_json()["pending"] == 1
+    status = runner.invoke(args=["outbox", "status"])
+    assert status.exit_code == 2, status.output
+    assert "STUCK" in status.output
+
+    assert len(deliver(app).delivered) == 1
+    assert client.get("/healthz/mail").status_code == 200
+    assert runner.invoke(args=["outbox", "status"]).exit_code == 0
+
+
+def test_development_writes_an_owner_only_eml_that_verifies(make_app):
+    app = make_app(CONFIG_NAME="development")
+    assert not app.config["MAIL_SERVER"]
+    stored = inquiries.store(app.config["DATABASE"], "dev-token", dict(VISITOR, phone="(203) 555-0147"),
+                             message_domain="localhost")
+    assert deliver(app).delivered == [stored.reference]
+    folder = os.path.join(app.instance_path, "mail")
+    (name,) = os.listdir(folder)
+    path = os.path.join(folder, name)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    result = app.test_cli_runner().invoke(args=["inquiry", "verify", path])
+    assert result.exit_code == 0, result.output
+    assert stored.reference in result.output
+
+
+def test_development_start_message_says_where_mail_goes(make_app, caplog):
+    caplog.set_level(logging.INFO)
+    make_app(CONFIG_NAME="development", MAIL_SERVER="127.0.0.1")
+    assert "not sent" not in caplog.text
