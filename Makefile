@@ -27,8 +27,10 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+# --ignore-scripts: no package needs its install script here (vnu-jar's would download a Java when the
+# system has none; the Observatory's would fetch the HSTS preload and TLD lists, which the test stubs).
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The browser tests use the system's Chromium when there is one, else Playwright's own download.

@@ -1,7 +1,7 @@
 """The information pages, the files search engines ask for, and the error pages."""
 from flask import (Blueprint, Response, current_app, has_request_context, make_response, render_template, request,
                    url_for)
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 import office
 
@@ -83,6 +83,10 @@ def page_context() -> dict:
 @bp.app_errorhandler(HTTPException)
 def http_error(error: HTTPException):
     """Show a calm page with the phone number for 404s and other client errors."""
+    if isinstance(error, SecurityError):
+        # Refused before routing (a Host name the site does not answer to): no URLs can be built.
+        return Response(f"Bad request. To reach {office.NAME}, call {office.PHONE}.\n",
+                        status=error.code, mimetype="text/plain")
     template = {404: "404.html", 405: "404.html", 413: "413.html"}.get(error.code, "error.html")
     return render_template(template, error=error), error.code
 

@@ -20,5 +20,9 @@ forwarded_allow_ips = "127.0.0.1,::1"
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+# No runtime control socket (gunicorn >= 25 makes one under $HOME, which is read-only for the
+# sandboxed service, and which any second gunicorn of the same user would take over); systemctl
+# reload/restart does what it offers.
+control_socket_disable = True
 # Private files: the database, its WAL and mail are created owner-only.
 umask = 0o077

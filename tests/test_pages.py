@@ -155,3 +155,11 @@ def test_static_files_are_fingerprinted_and_cached_long(client):
         assert response.status_code == 200
         assert "max-age=31536000" in response.headers["Cache-Control"]
         assert "immutable" in response.headers["Cache-Control"]
+
+
+def test_unknown_host_is_refused_plainly_not_with_a_crash(make_app):
+    client = make_app(TRUSTED_HOSTS=["rsct.example.org"]).test_client()
+    response = client.get("/", headers={"Host": "attacker.example"})
+    assert response.status_code == 400
+    assert "(203) 421-6242" in response.text
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
