@@ -27,6 +27,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     storage.migrate(app.config["DATABASE"])
     security.init_app(app)
+    security.init_logging(app)
     Mail(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(contact.bp)

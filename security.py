@@ -1,6 +1,8 @@
 """Security headers, proxy and host trust, and fingerprinted static URLs."""
 import hashlib
+import logging
 import os
+import traceback
 from functools import lru_cache
 
 from flask import Flask, current_app, request, url_for
@@ -87,3 +89,24 @@ def _file_hash(folder: str, filename: str) -> str:
     with open(os.path.join(folder, filename), "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()[:12]
 
+
+
+class ExceptionWithoutMessage(logging.Filter):
+    """Keep tracebacks in logs but drop exception messages, which could quote what a visitor typed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            kind, error, trace = record.exc_info
+            frames = "".join(traceback.format_tb(trace))
+            record.msg = f"{record.getMessage()}\nTraceback (message withheld):\n{frames}{kind.__name__}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def init_logging(app: Flask) -> None:
+    """Apply the filter to the app's logger and the outbox's."""
+    for logger in (app.logger, logging.getLogger("rsct")):
+        if not any(isinstance(f, ExceptionWithoutMessage) for f in logger.filters):
+            logger.addFilter(ExceptionWithoutMessage())
