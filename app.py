@@ -37,6 +37,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(cli.backup)
     app.cli.add_command(cli.security_headers)
 
+    if app.config["CONFIG_NAME"] == "production" and not app.config["PROXY_COUNT"]:
+        app.logger.warning("FLASK_PROXY_COUNT is 0: client addresses are the proxy's; set it to 1 behind nginx.")
     if app.config["CONFIG_NAME"] == "development":
         target = (f"sent to {app.config['MAIL_SERVER']}:{app.config['MAIL_PORT']}" if app.config["MAIL_SERVER"]
                   else f"written to {os.path.join(app.instance_path, 'mail')}, not sent")

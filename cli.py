@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 import inquiries
 import mailer
 import outbox
+import ratelimit
 import signing
 import security
 import storage
@@ -20,11 +21,12 @@ import storage
 outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report on delivery.")
 inquiry_cli = AppGroup("inquiry", help="Read, release, erase and verify inquiries.")
 POLL_SECONDS = 2.0
-PURGE_EVERY_SECONDS = 600.0
+PURGE_EVERY_SECONDS = 60.0
 
 
 def _apply_retention() -> list[str]:
     config = current_app.config
+    ratelimit.forget_expired(config["DATABASE"], config["RATE_LIMIT_SECONDS"])
     erased = inquiries.purge(config["DATABASE"], config["INQUIRY_RETENTION_DAYS"])
     if not config["MAIL_SERVER"]:
         mailer.purge_files(current_app.instance_path, config["INQUIRY_RETENTION_DAYS"])

@@ -37,21 +37,27 @@ def form():
 def submit():
     """Store a valid request and thank the visitor; otherwise show the form again, values kept."""
     contact_form = ContactForm()
-    client = ratelimit.client_key(current_app.config["SECRET_KEY"], request.remote_addr)
-    if not ratelimit.allow(current_app.config["DATABASE"], client, current_app.config["RATE_LIMIT_COUNT"],
-                           current_app.config["RATE_LIMIT_SECONDS"]):
-        return _form_response(contact_form, 429, notice="rate_limited")
     valid = contact_form.validate()
-    if contact_form.errors.pop("csrf_token", None):
+    csrf_field = getattr(contact_form, "csrf_token", None)
+    if csrf_field is not None and csrf_field.errors:
+        csrf_field.errors = []  # the notice explains it; the summary lists only what the visitor can fix
         return _csrf_failed(contact_form)
     if not valid:
         return _form_response(contact_form, 422)
 
+    config = current_app.config
     nonce, automated = _read_form_token(contact_form.form_token.data)
-    stored = inquiries.store(
-        current_app.config["DATABASE"], nonce, contact_form.visitor_fields(),
-        quarantine_reason="honeypot field filled" if contact_form.website.data else None,
-        possibly_automated=automated, message_domain=mailer.sender_domain(current_app.config["MAIL_DEFAULT_SENDER"]))
+    fields = contact_form.visitor_fields()
+    # A repeat of a stored request shows its reference again and does not count against the limit.
+    stored = inquiries.find_same(config["DATABASE"], nonce, fields)
+    if stored is None:
+        client = ratelimit.client_key(config["SECRET_KEY"], request.remote_addr)
+        if not ratelimit.allow(config["DATABASE"], client, config["RATE_LIMIT_COUNT"], config["RATE_LIMIT_SECONDS"]):
+            return _form_response(contact_form, 429, notice="rate_limited")
+        stored = inquiries.store(
+            config["DATABASE"], nonce, fields,
+            quarantine_reason="honeypot field filled" if contact_form.website.data else None,
+            possibly_automated=automated, message_domain=mailer.sender_domain(config["MAIL_DEFAULT_SENDER"]))
     if stored.created:
         current_app.logger.info("Inquiry %s stored", stored.reference)
     thanks = {"reference": stored.reference, "method": contact_form.contact_method.data}
@@ -64,7 +70,8 @@ def submit():
 @bp.get("/contact/thanks")
 def thanks():
     """Confirm a request sent without JavaScript; the reference comes from the session, not the URL."""
-    return render_template("thanks.html", thanks=session.get("thanks"))
+    # Shown once: on a shared computer the next person should not see it.
+    return render_template("thanks.html", thanks=session.pop("thanks", None))
 
 
 @bp.post("/contact/check/<any(phone, email, contact_method):field>")

@@ -21,6 +21,11 @@ def clean_text(value):
     return unicodedata.normalize("NFC", value).strip()
 
 
+def clip(value):
+    """Hidden fields are never shown as errors: anything longer than the site ever sends is cut."""
+    return value[:300] if isinstance(value, str) else value
+
+
 def _refuse_controls(text: str, allow_newlines: bool, message: str) -> None:
     for char in text:
         if char in "\n\t" and allow_newlines:
@@ -89,37 +94,45 @@ class ContactForm(FlaskForm):
         limit(MESSAGE_MAX, "Please keep your note under 1,000 characters. You can tell us more when we talk."),
         multi_line])
     # A trap for robots: hidden from people, screen readers and autofill (see _contact_form.html).
-    website = StringField("Leave this field empty", filters=[clean_text])
-    form_token = HiddenField()
-    cookie_check = HiddenField()
+    website = StringField("Leave this field empty", filters=[clean_text, clip])
+    form_token = HiddenField(filters=[clip])
+    cookie_check = HiddenField(filters=[clip])
 
     def validate_phone(self, field):
         """Need a phone number for a call or a text; accept any number phonenumbers finds valid."""
         if not field.data:
             if self.contact_method.data in NEEDS_PHONE:
                 raise ValidationError("Please give a phone number so we can call or text you.")
-            field.data = None
             return
-        field.data = normalise_phone(field.data)
+        normalise_phone(field.data)
 
     def validate_email(self, field):
         """Need an email address when email is the chosen way; check its form, never DNS."""
         if not field.data:
             if self.contact_method.data == "email":
                 raise ValidationError("Please give an email address so we can write to you.")
-            field.data = None
             return
-        try:
-            field.data = validate_email(field.data, check_deliverability=False).normalized
-        except EmailNotValidError:
-            raise ValidationError("This doesn't look like an email address. Please check it, for example name@example.com.")
+        normalise_email(field.data)
 
     def visitor_fields(self) -> dict:
-        """The validated, normalised answers, keyed by field name."""
+        """The validated answers, normalised for the office, keyed by field name.
+
+        The fields themselves keep what the visitor typed, so a form shown again shows their words.
+        """
         fields = {name: (getattr(self, name).data or None) for name in
                   ("name", "contact_method", "phone", "email", "best_time", "leave_message", "for_whom", "message")}
+        fields["phone"] = normalise_phone(fields["phone"]) if fields["phone"] else None
+        fields["email"] = normalise_email(fields["email"]) if fields["email"] else None
         fields["leave_message"] = fields["leave_message"] or "no"  # never assume yes
         return fields
+
+
+def normalise_email(text: str) -> str:
+    """The address as email-validator normalises it (no DNS look-up)."""
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise ValidationError("This doesn't look like an email address. Please check it, for example name@example.com.")
 
 
 def normalise_phone(text: str) -> str:

@@ -10,6 +10,7 @@ import storage
 
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L or U: easy to read aloud
 REFERENCE_PREFIX = "RSCT-"
+SAME_WORDS_SECONDS = 3600
 
 # The visitor's fields, in the order the office reads them.
 FIELD_NAMES = ("name", "contact_method", "phone", "email", "best_time", "leave_message", "for_whom", "message")
@@ -38,14 +39,14 @@ def store(path: str, form_token: str, fields: dict, *, quarantine_reason: str | 
           possibly_automated: bool = False, message_domain: str = "localhost") -> Stored:
     """Save a submission and, unless quarantined, its outbox entry, in one transaction.
 
-    The same form token with the same content returns the first reference instead of
-    storing again; the same token with other content is a new inquiry.
+    The same form token with the same content, or the same content within the hour, returns
+    the first reference instead of storing again; the same token with other content is a new
+    inquiry, so edited words are never thrown away.
     """
     digest = content_hash(fields)
     now = time.time()
     with storage.write(path) as db:
-        row = db.execute("SELECT reference, submitted_at FROM inquiries WHERE form_token = ? AND content_hash = ?",
-                         (form_token, digest)).fetchone()
+        row = _same_request(db, form_token, digest, now)
         if row:
             return Stored(row["reference"], row["submitted_at"], created=False)
         state = "quarantined" if quarantine_reason else "pending"
@@ -65,6 +66,22 @@ def store(path: str, form_token: str, fields: dict, *, quarantine_reason: str | 
         if state == "pending":
             enqueue(db, cursor.lastrowid, reference, now, message_domain)
     return Stored(reference, now, created=True)
+
+
+def find_same(path: str, form_token: str, fields: dict) -> Stored | None:
+    """The inquiry this submission repeats, if any (read-only: to answer without counting it again)."""
+    with storage.opened(path) as db:
+        row = _same_request(db, form_token, content_hash(fields), time.time())
+    return Stored(row["reference"], row["submitted_at"], created=False) if row else None
+
+
+def _same_request(db: sqlite3.Connection, form_token: str, digest: str, now: float):
+    # The same form sent again; or the very same words within the hour from a fresh copy of the form
+    # (without JavaScript, Back after sending reloads the page with a new token but the typed values).
+    return db.execute(
+        "SELECT reference, submitted_at FROM inquiries WHERE content_hash = ?"
+        " AND (form_token = ? OR submitted_at > ?) ORDER BY submitted_at LIMIT 1",
+        (digest, form_token, now - SAME_WORDS_SECONDS)).fetchone()
 
 
 def enqueue(db: sqlite3.Connection, inquiry_id: int, reference: str, now: float, domain: str) -> None:

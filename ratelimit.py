@@ -25,3 +25,10 @@ def allow(path: str, client: str, limit: int, window: float, now: float | None =
             return False
         db.execute("INSERT INTO rate_events (client, at) VALUES (?, ?)", (client, now))
         return True
+
+
+def forget_expired(path: str, window: float, now: float | None = None) -> int:
+    """Delete the hashes the limit no longer needs (also done on every submission)."""
+    now = time.time() if now is None else now
+    with storage.write(path) as db:
+        return db.execute("DELETE FROM rate_events WHERE at <= ?", (now - window,)).rowcount

@@ -497,3 +497,50 @@ def test_the_form_still_sends_when_htmx_cannot_load(page, live_server, app):
     blocked = ("^failed request: " + re.escape(app.config["HTMX_URL"]) + " net::ERR_CONNECTION_REFUSED$",
                r"^console error: Failed to load resource: net::ERR_CONNECTION_REFUSED$")
     assert problems_except(page.context.problems, *blocked) == []
+
+
+def delayed(page, url_pattern, seconds):
+    """Let matching requests reach the server only after a delay: a slow line."""
+    def hold(route):
+        page.wait_for_timeout(seconds * 1000)
+        route.continue_()
+    page.route(url_pattern, hold)
+
+
+def test_message_regions_are_rendered_from_page_load_so_they_are_announced(page, live_server):
+    open_form(page, live_server)
+    for region in ("#name-message", "#phone-message", "#email-message", "#contact_method-message", "#form-status"):
+        shown = page.eval_on_selector(region, "el => getComputedStyle(el).display !== 'none'"
+                                              " && el.getAttribute('aria-live') !== null")
+        assert shown, f"{region} is not a rendered live region at page load"
+    assert page.get_attribute("button[type=submit]", "aria-describedby") == "form-status"
+    assert problems_except(page.context.problems) == []
+
+
+def test_on_a_slow_line_a_fixed_number_does_not_keep_its_old_message(page, live_server):
+    open_form(page, live_server)
+    method(page, "Phone call").check()
+    delayed(page, "**/contact/check/phone", 0.8)
+    phone_input(page).fill("12")
+    phone_input(page).press("Tab")
+    phone_input(page).fill("203 555 0147")  # fixed while the first check is still on its way
+    phone_input(page).press("Tab")
+    expect(page.locator("#phone-message")).to_have_text("", timeout=SHORT)
+    page.wait_for_timeout(2000)  # both answers have had time to arrive; the newest must win
+    expect(page.locator("#phone-message")).to_have_text("")
+    expect(phone_input(page)).not_to_have_attribute("aria-invalid", "true")
+    assert problems_except(page.context.problems, *ABORTED_CHECK) == []
+
+
+def test_words_cannot_be_typed_into_a_form_that_is_being_sent(page, live_server):
+    open_form(page, live_server)
+    fill_form(page, phone="12")  # the server will answer 422 and show the form again
+    delayed(page, "**/contact", 1.0)
+    send_button(page).click()
+    expect(message_input(page)).to_have_js_property("readOnly", True, timeout=SHORT)
+    message_input(page).press("End")
+    page.keyboard.type(" typed while sending", delay=10)
+    expect(page.locator(".error-summary")).to_be_visible(timeout=SHORT)
+    expect(message_input(page)).to_have_value(ANSWERS["message"])  # what was sent is what comes back
+    expect(message_input(page)).to_have_js_property("readOnly", False)
+    assert problems_except(page.context.problems, AS_DESIGNED_422, *ABORTED_CHECK) == []

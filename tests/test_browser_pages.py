@@ -45,8 +45,37 @@ def test_axe_finds_no_wcag_violations_on_any_page(page, live_server, axe_violati
         assert axe_violations(page) == [], path
 
 
-def test_nu_checker_finds_no_errors_on_any_page(client, html_errors):
+ERROR_PAGES = ["/no-such-page", "/errors/rate-limited", "/errors/too-large", "/contact/thanks"]
+
+
+def notice_states(make_app) -> dict:
+    """The form as a plain browser sees it when something went wrong: each keeps the visitor's words."""
+    data = {"name": "Sam", "contact_method": "call", "phone": "203 555 0147", "leave_message": "no"}
+    csrf = make_app(WTF_CSRF_ENABLED=True).test_client()
+    limited = make_app(RATE_LIMIT_COUNT=1).test_client()
+    limited.post("/contact", data=data)
+    broken = make_app()
+    broken.config["DATABASE"] = "/proc/rsct-nowhere.sqlite3"
+    crashing = make_app()
+    crashing.testing, crashing.config["PROPAGATE_EXCEPTIONS"] = False, False
+    crashing.add_url_rule("/boom", "boom", lambda: 1 / 0)
+    return {
+        "csrf_expired": csrf.post("/contact", data={**data, "csrf_token": "old"}).text,
+        "rate_limited": limited.post("/contact", data={**data, "message": "again"}).text,
+        "storage_failed": broken.test_client().post("/contact", data=data).text,
+        "server_error": crashing.test_client().get("/boom").text,
+    }
+
+
+def test_nu_checker_finds_no_errors_on_any_page(client, make_app, html_errors):
     documents = {path.strip("/").replace("/", "_") or "index": client.get(path).text for path in PAGES}
-    documents["not_found"] = client.get("/no-such-page").text
-    documents["thanks"] = client.get("/contact/thanks").text
+    documents.update({path.strip("/").replace("/", "_"): client.get(path).text for path in ERROR_PAGES})
+    documents.update(notice_states(make_app))
+    assert len(documents) == len(PAGES) + len(ERROR_PAGES) + 4
     assert html_errors(documents) == []
+
+
+def test_axe_finds_no_violations_on_error_pages(page, live_server, axe_violations):
+    for path in ERROR_PAGES:
+        page.goto(live_server + path)
+        assert axe_violations(page) == [], path

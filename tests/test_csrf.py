@@ -88,6 +88,8 @@ def test_bad_token_asks_to_press_again_with_values_kept_and_a_fresh_token(app, h
     assert response.status_code == 400
     assert PRESS_AGAIN in response.text
     assert BLOCKED not in response.text
+    assert "error-summary" not in response.text and "CSRF" not in response.text  # no jargon, nothing to fix
+    assert response.text.count("autofocus") == 1
     assert_form_came_back(response, htmx)
     assert_shown_in_form(response.text, data)
     fresh = csrf_token(response.text)
@@ -203,7 +205,7 @@ def test_rate_limited_form_still_carries_a_token(make_app):
     app = make_app(WTF_CSRF_ENABLED=True, RATE_LIMIT_COUNT=1)
     client = app.test_client()
     client.post("/contact", data=opened_form(client), headers=HTMX)
-    data = opened_form(client)
+    data = opened_form(client, message="A second, different request.")
     response = client.post("/contact", data=data, headers=HTMX)
     assert response.status_code == 429
     assert csrf_token(response.text)

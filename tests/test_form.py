@@ -544,8 +544,19 @@ def test_same_form_with_changed_content_is_a_second_request(app, client):
     assert len(outbox_ids(app)) == 2
 
 
-def test_two_forms_with_the_same_content_are_two_requests(app, client):
+def test_same_words_from_a_fresh_form_within_the_hour_are_one_request(app, client):
+    """Without JavaScript, Back after sending reloads the form with a new token but the typed words."""
+    first = client.post("/contact", data=valid_form(client), headers=HTMX)
+    second = client.post("/contact", data=valid_form(client), headers=HTMX)
+    assert len(stored_inquiries(app)) == 1
+    assert REFERENCE.search(first.text)[0] == REFERENCE.search(second.text)[0]
+
+
+def test_same_words_after_an_hour_are_a_new_request(app, client):
     client.post("/contact", data=valid_form(client), headers=HTMX)
+    with sqlite3.connect(app.config["DATABASE"]) as db:
+        db.execute("UPDATE inquiries SET submitted_at = submitted_at - 3601")
+    db.close()
     client.post("/contact", data=valid_form(client), headers=HTMX)
     assert len({row["reference"] for row in stored_inquiries(app)}) == 2
 
@@ -670,7 +681,7 @@ def _get_thanks(make_app):
 def _post_rate_limited(make_app):
     client = make_app(RATE_LIMIT_COUNT=1).test_client()
     client.post("/contact", data=valid_form(client))
-    return client.post("/contact", data=valid_form(client))
+    return client.post("/contact", data=valid_form(client, message="Another request"))
 
 
 def _post_csrf_failure(make_app):
@@ -878,3 +889,13 @@ def test_failed_database_connection_is_closed_at_once(app, client):
     finally:
         gc.enable()
         gc.collect()
+
+
+def test_thanks_page_shows_the_reference_once(client):
+    response = client.post("/contact", data=valid_form(client))
+    assert response.status_code == 303
+    first = client.get("/contact/thanks")
+    assert REFERENCE.search(first.text)
+    again = client.get("/contact/thanks")  # the next person at a shared computer
+    assert not REFERENCE.search(again.text)
+    assert PHONE_LINK in again.text

@@ -66,11 +66,16 @@ def test_fourth_request_within_the_window_is_paused_with_values_kept(app, htmx):
     assert len(stored_inquiries(app)) == 3
 
 
-def test_invalid_requests_count_too(app):
+def test_only_requests_that_would_be_stored_count(app):
+    """Corrections after errors, and a repeat of a stored request, never use up the visitor's allowance."""
     client = app.test_client()
     statuses = [client.post("/contact", data=valid_form(client, name=""), headers=HTMX).status_code
-                for _ in range(4)]
-    assert statuses == [422, 422, 422, 429]
+                for _ in range(5)]
+    assert statuses == [422] * 5
+    data = valid_form(client)
+    statuses = [client.post("/contact", data=data, headers=HTMX).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    assert send_requests(client, 3) == [200, 200, 429]
 
 
 def test_field_checks_never_count(app):
@@ -230,3 +235,10 @@ def test_limit_is_shared_by_every_worker_process(gunicorn_site):
     assert statuses.count(429) == 6, statuses
     # The busy worker had seen no request of its own, yet it knew the limit was used up.
     assert other_worker == [200] * 4 and held_worker == 429, statuses
+
+
+def test_purge_forgets_hashes_the_limit_no_longer_needs(app):
+    add_rate_events(app, local_client_key(app), 601, 700, 10)
+    result = app.test_cli_runner().invoke(args=["inquiry", "purge"])
+    assert result.exit_code == 0, result.output
+    assert [age for _, age in rate_events(app)] == [pytest.approx(time.time() - 10, abs=5)]

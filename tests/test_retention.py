@@ -186,7 +186,7 @@ def test_delete_erases_one_inquiry_on_request(make_app):
 
 def test_purge_removes_old_development_mail_files(make_app):
     app = make_app()  # no MAIL_SERVER: mail is written to files
-    old, new = store(app, "t1"), store(app, "t2")
+    old, new = store(app, "t1"), store(app, "t2", name="Someone Else")
     assert len(deliver(app).delivered) == 2
     folder = os.path.join(app.instance_path, "mail")
     files = {name.rsplit("-", 2)[-2] + "-" + name.rsplit("-", 1)[-1][:-4]: name for name in os.listdir(folder)}

@@ -29,10 +29,22 @@
   document.addEventListener("htmx:afterSettle", syncInvalid);
   document.addEventListener("htmx:oobAfterSwap", syncInvalid);
 
-  document.addEventListener("htmx:beforeRequest", function () {
+  // While the form itself is being sent, its text fields are read-only: the answer replaces the
+  // form, so words typed meanwhile would be lost. (The values were collected before this event.)
+  function setSending(form, sending) {
+    form.setAttribute("aria-busy", sending ? "true" : "false");
+    form.querySelectorAll("input[type=text], input[type=tel], input[type=email], textarea").forEach(function (field) {
+      field.readOnly = sending;
+    });
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
     var status = document.getElementById("form-status");
     if (status) {
       status.replaceChildren();
+    }
+    if (event.detail.elt.tagName === "FORM") {
+      setSending(event.detail.elt, true);
     }
   });
 
@@ -47,6 +59,9 @@
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
     var active = document.activeElement;
+    if (form.tagName === "FORM") {
+      setSending(form, false);
+    }
     if (form.tagName === "FORM" && form.isConnected && (!active || active === document.body)) {
       var button = form.querySelector("button[type=submit]");
       if (button) {
