@@ -133,7 +133,11 @@ def inquiry_release(reference):
 @click.argument("reference")
 def inquiry_delete(reference):
     """Erase one inquiry's personal details at the visitor's request (the reference remains)."""
-    if not inquiries.erase(current_app.config["DATABASE"], reference):
+    try:
+        erased = inquiries.erase(current_app.config["DATABASE"], reference)
+    except inquiries.BeingSent:
+        raise click.ClickException(f"{reference} is being emailed right now; try again in a minute.")
+    if not erased:
         raise click.ClickException(f"No inquiry {reference} with details left to erase.")
     click.echo(f"Erased the details of {reference.upper()}.")
 

@@ -1,5 +1,6 @@
 """The contact page and its call-back form: one URL for htmx and for plain browsers."""
 import hashlib
+import hmac
 import secrets
 import time
 
@@ -30,6 +31,7 @@ def no_store(response):
 def form():
     """Show the office's contact details and an empty call-back form."""
     contact_form = ContactForm(formdata=None, form_token=_token_serializer().dumps(secrets.token_hex(16)))
+    session.setdefault("browser", secrets.token_hex(16))
     return render_template("contact.html", form=contact_form)
 
 
@@ -49,7 +51,8 @@ def submit():
     nonce, automated = _read_form_token(contact_form.form_token.data)
     fields = contact_form.visitor_fields()
     # A repeat of a stored request shows its reference again and does not count against the limit.
-    stored = inquiries.find_same(config["DATABASE"], nonce, fields)
+    tag = _session_tag()
+    stored = inquiries.find_same(config["DATABASE"], nonce, fields, tag)
     if stored is None:
         client = ratelimit.client_key(config["SECRET_KEY"], request.remote_addr)
         if not ratelimit.allow(config["DATABASE"], client, config["RATE_LIMIT_COUNT"], config["RATE_LIMIT_SECONDS"]):
@@ -57,7 +60,8 @@ def submit():
         stored = inquiries.store(
             config["DATABASE"], nonce, fields,
             quarantine_reason="honeypot field filled" if contact_form.website.data else None,
-            possibly_automated=automated, message_domain=mailer.sender_domain(config["MAIL_DEFAULT_SENDER"]))
+            possibly_automated=automated, message_domain=mailer.sender_domain(config["MAIL_DEFAULT_SENDER"]),
+            session_tag=tag)
     if stored.created:
         current_app.logger.info("Inquiry %s stored", stored.reference)
     thanks = {"reference": stored.reference, "method": contact_form.contact_method.data}
@@ -131,6 +135,15 @@ def _read_form_token(raw: str | None) -> tuple[str, bool]:
         return "unsigned:" + hashlib.sha256((raw or "").encode()).hexdigest()[:32], True
     age = time.time() - issued.timestamp()
     return str(nonce), age < current_app.config["MIN_FILL_SECONDS"]
+
+
+def _session_tag() -> str | None:
+    """A keyed hash of this browser session's random id: recognises a repeat without naming anyone."""
+    browser = session.get("browser")
+    if not browser:
+        return None
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), b"rsct.session:" + browser.encode(),
+                    hashlib.sha256).hexdigest()
 
 
 def _token_serializer() -> URLSafeTimedSerializer:

@@ -130,8 +130,13 @@ class ContactForm(FlaskForm):
 def normalise_email(text: str) -> str:
     """The address as email-validator normalises it (no DNS look-up)."""
     try:
-        return validate_email(text, check_deliverability=False).normalized
-    except EmailNotValidError:
+        # allow_smtputf8=False: an address with accents before the @ cannot be put in a Reply-To
+        # header that every mail server accepts, so we ask for another way instead of failing later.
+        return validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized
+    except EmailNotValidError as error:
+        if "before the @-sign are not supported" in str(error):
+            raise ValidationError("We can't send email to an address with accented letters before the @. "
+                                  "Please give another address, or choose a phone call or a text message.")
         raise ValidationError("This doesn't look like an email address. Please check it, for example name@example.com.")
 
 

@@ -36,17 +36,17 @@ def content_hash(fields: dict) -> str:
 
 
 def store(path: str, form_token: str, fields: dict, *, quarantine_reason: str | None = None,
-          possibly_automated: bool = False, message_domain: str = "localhost") -> Stored:
+          possibly_automated: bool = False, message_domain: str = "localhost", session_tag: str | None = None) -> Stored:
     """Save a submission and, unless quarantined, its outbox entry, in one transaction.
 
-    The same form token with the same content, or the same content within the hour, returns
-    the first reference instead of storing again; the same token with other content is a new
+    The same form token with the same content, or the same content within the hour from the same
+    browser session, returns the first reference instead of storing again; the same token with other content is a new
     inquiry, so edited words are never thrown away.
     """
     digest = content_hash(fields)
     now = time.time()
     with storage.write(path) as db:
-        row = _same_request(db, form_token, digest, now)
+        row = _same_request(db, form_token, digest, session_tag, now)
         if row:
             return Stored(row["reference"], row["submitted_at"], created=False)
         state = "quarantined" if quarantine_reason else "pending"
@@ -55,9 +55,9 @@ def store(path: str, form_token: str, fields: dict, *, quarantine_reason: str | 
             try:
                 cursor = db.execute(
                     "INSERT INTO inquiries (reference, form_token, content_hash, submitted_at, state,"
-                    " quarantine_reason, possibly_automated, fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " quarantine_reason, possibly_automated, fields, session_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (reference, form_token, digest, now, state, quarantine_reason, int(possibly_automated),
-                     json.dumps({name: fields.get(name) for name in FIELD_NAMES})))
+                     json.dumps({name: fields.get(name) for name in FIELD_NAMES}), session_tag))
                 break
             except sqlite3.IntegrityError:
                 continue  # the reference was taken; draw another
@@ -68,20 +68,21 @@ def store(path: str, form_token: str, fields: dict, *, quarantine_reason: str | 
     return Stored(reference, now, created=True)
 
 
-def find_same(path: str, form_token: str, fields: dict) -> Stored | None:
+def find_same(path: str, form_token: str, fields: dict, session_tag: str | None) -> Stored | None:
     """The inquiry this submission repeats, if any (read-only: to answer without counting it again)."""
     with storage.opened(path) as db:
-        row = _same_request(db, form_token, content_hash(fields), time.time())
+        row = _same_request(db, form_token, content_hash(fields), session_tag, time.time())
     return Stored(row["reference"], row["submitted_at"], created=False) if row else None
 
 
-def _same_request(db: sqlite3.Connection, form_token: str, digest: str, now: float):
+def _same_request(db: sqlite3.Connection, form_token: str, digest: str, session_tag: str | None, now: float):
     # The same form sent again; or the very same words within the hour from a fresh copy of the form
-    # (without JavaScript, Back after sending reloads the page with a new token but the typed values).
+    # in the same browser session (without JavaScript, Back after sending reloads the page with a new
+    # token but the typed values). Never across sessions: that would tell a stranger what someone sent.
     return db.execute(
         "SELECT reference, submitted_at FROM inquiries WHERE content_hash = ?"
-        " AND (form_token = ? OR submitted_at > ?) ORDER BY submitted_at LIMIT 1",
-        (digest, form_token, now - SAME_WORDS_SECONDS)).fetchone()
+        " AND (form_token = ? OR (session_tag = ? AND submitted_at > ?)) ORDER BY submitted_at LIMIT 1",
+        (digest, form_token, session_tag, now - SAME_WORDS_SECONDS)).fetchone()
 
 
 def enqueue(db: sqlite3.Connection, inquiry_id: int, reference: str, now: float, domain: str) -> None:
@@ -131,17 +132,24 @@ def release(path: str, reference: str, domain: str) -> bool:
         return True
 
 
-ERASE = "UPDATE inquiries SET fields = NULL, content_hash = NULL, erased_at = ? WHERE id = ?"
+ERASE = "UPDATE inquiries SET fields = NULL, content_hash = NULL, session_tag = NULL, erased_at = ? WHERE id = ?"
+
+
+class BeingSent(Exception):
+    """A sender holds the inquiry right now; erasing it would race the email already on its way."""
 
 
 def erase(path: str, reference: str) -> bool:
     """Erase one inquiry's personal fields on the visitor's request; an undelivered one is not sent."""
     now = time.time()
     with storage.write(path) as db:
-        row = db.execute("SELECT id, state FROM inquiries WHERE reference = ? AND erased_at IS NULL",
+        row = db.execute("SELECT i.id, i.state, o.claimed_by, o.claim_expires_at FROM inquiries i"
+                         " LEFT JOIN outbox o ON o.inquiry_id = i.id WHERE i.reference = ? AND i.erased_at IS NULL",
                          (reference.strip().upper(),)).fetchone()
         if row is None:
             return False
+        if row["claimed_by"] and row["claim_expires_at"] > now:
+            raise BeingSent(reference)
         db.execute(ERASE, (now, row["id"]))
         if row["state"] == "pending":
             db.execute("UPDATE inquiries SET state = 'failed' WHERE id = ?", (row["id"],))
@@ -155,8 +163,8 @@ def purge(path: str, retention_days: int, now: float | None = None) -> list[str]
     """Erase personal fields past the retention period; returns the references erased.
 
     Delivered inquiries count from delivery; quarantined and failed ones from submission.
-    Pending ones are kept until delivered, and quarantined ones until a digest has shown them
-    to the office: erasing them earlier would lose a request.
+    Pending ones are kept until delivered, and quarantined or failed ones until a digest has
+    shown them to the office: erasing them earlier would lose a request.
     """
     now = time.time() if now is None else now
     cutoff = now - retention_days * 86400
@@ -165,9 +173,9 @@ def purge(path: str, retention_days: int, now: float | None = None) -> list[str]
             "SELECT i.id, i.reference FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id"
             " WHERE i.erased_at IS NULL AND ("
             " (i.state = 'delivered' AND o.delivered_at <= ?)"
-            " OR (i.state = 'failed' AND i.submitted_at <= ?)"
-            " OR (i.state = 'quarantined' AND i.submitted_at <= ? AND i.digest_sent_at IS NOT NULL))",
-            (cutoff, cutoff, cutoff)).fetchall()
+            " OR (i.state IN ('failed', 'quarantined') AND i.submitted_at <= ?"
+            "     AND i.digest_sent_at IS NOT NULL))",
+            (cutoff, cutoff)).fetchall()
         db.executemany(ERASE, [(now, row["id"]) for row in rows])
     storage.checkpoint(path)
     return [row["reference"] for row in rows]

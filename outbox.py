@@ -131,16 +131,20 @@ def status(path: str, stuck_minutes: int, now: float | None = None) -> dict:
 
 
 def send_digest() -> int:
-    """Email the office one summary of the requests held as spam since the last one; returns how many."""
+    """Email the office one summary of the requests held as spam, or refused by the mail server, since
+    the last one; returns how many. A request is erased only after a digest has shown it."""
     path = current_app.config["DATABASE"]
     with storage.opened(path) as db:
-        rows = db.execute("SELECT id, reference, submitted_at, quarantine_reason, fields FROM inquiries"
-                          " WHERE state = 'quarantined' AND digest_sent_at IS NULL AND fields IS NOT NULL"
-                          " ORDER BY submitted_at").fetchall()
+        rows = db.execute(
+            "SELECT i.id, i.reference, i.submitted_at, i.state, i.quarantine_reason, i.fields, o.last_error"
+            " FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id"
+            " WHERE i.state IN ('quarantined', 'failed') AND i.digest_sent_at IS NULL AND i.fields IS NOT NULL"
+            " ORDER BY i.submitted_at").fetchall()
     if not rows:
         return 0
-    items = [{"reference": r["reference"], "submitted_at": r["submitted_at"], "reason": r["quarantine_reason"],
-              "fields": json.loads(r["fields"])} for r in rows]
+    items = [{"reference": r["reference"], "submitted_at": r["submitted_at"], "fields": json.loads(r["fields"]),
+              "reason": r["quarantine_reason"] if r["state"] == "quarantined"
+              else f"the mail server refused it ({r['last_error']})"} for r in rows]
     mailer.deliver(mailer.digest_message(items), f"digest-{time.strftime('%Y%m%d')}")
     now = time.time()
     with storage.write(path) as db:

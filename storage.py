@@ -47,6 +47,10 @@ MIGRATIONS = (
         inquiry_count INTEGER NOT NULL
     );
     """,
+    # 2: a repeat from a fresh copy of the form is matched only within the same browser session.
+    """
+    ALTER TABLE inquiries ADD COLUMN session_tag TEXT;
+    """,
 )
 
 

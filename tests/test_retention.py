@@ -5,6 +5,7 @@ import signal
 import stat
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -81,16 +82,19 @@ def test_purge_follows_the_retention_rules(make_app):
     set_times(app, failed_recent, submitted_ago=1 * DAY, now=now)
     before = {r: dict(row(app, r)) for r in (delivered_old, held_shown, failed_old)}
 
-    erased = inquiries.purge(path, 30, now=now)
-
-    assert sorted(erased) == sorted([delivered_old, held_shown, failed_old])
+    # Failed ones, like held ones, wait until a digest has shown them to the office.
+    assert sorted(inquiries.purge(path, 30, now=now)) == sorted([delivered_old, held_shown])
+    with app.app_context():
+        assert outbox.send_digest() == 3  # held_unshown, failed_old, failed_recent
+    assert sorted(inquiries.purge(path, 30, now=now)) == sorted([held_unshown, failed_old])
+    erased = [delivered_old, held_shown, failed_old]
     for reference in erased:
         after = row(app, reference)
         assert after["fields"] is None and after["content_hash"] is None and after["erased_at"] == now
         for kept in ("reference", "submitted_at", "state", "message_id", "delivered_at"):
             assert after[kept] == before[reference][kept], kept
         assert inquiries.load_fields(after)["name"] is None
-    for reference in (delivered_recent, held_unshown, pending_old, failed_recent):
+    for reference in (delivered_recent, pending_old, failed_recent):
         assert row(app, reference)["fields"] is not None and row(app, reference)["erased_at"] is None
     assert row(app, pending_old)["state"] == "pending"
     assert inquiries.purge(path, 30, now=now) == []
@@ -242,3 +246,31 @@ def test_no_personal_data_in_logs(make_app, caplog):
     for reference in references:  # sent, failed, held: each named by its reference
         assert reference in logged
     assert "digest" in logged.lower()
+
+
+def test_a_refused_inquiry_is_never_erased_unseen_even_with_zero_retention(make_app):
+    app = make_app(INQUIRY_RETENTION_DAYS=0)
+    reference = store(app, "t1", name="Refused By The Server")
+    with db(app) as connection:
+        connection.execute("UPDATE inquiries SET state = 'failed' WHERE reference = ?", (reference,))
+        connection.execute("UPDATE outbox SET failed_at = ?, last_error = 'SMTP 550: no such user'"
+                           " WHERE inquiry_id = (SELECT id FROM inquiries WHERE reference = ?)", (time.time(), reference))
+    assert inquiries.purge(app.config["DATABASE"], 0) == []
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["outbox", "status"]).exit_code == 2  # the monitor still sees it
+    result = runner.invoke(args=["inquiry", "digest"])
+    assert result.exit_code == 0, result.output
+    folder = Path(app.instance_path, "mail")
+    mail = "".join(path.read_text() for path in folder.iterdir())
+    assert reference in mail and "refused it (SMTP 550" in mail
+    assert inquiries.purge(app.config["DATABASE"], 0) == [reference]
+
+
+def test_delete_waits_while_the_inquiry_is_being_sent(make_app):
+    app = make_app()
+    reference = store(app, "t1", name="Being Sent")
+    with app.app_context():
+        assert outbox.claim(app.config["DATABASE"], "sender-1", time.time(), 60) is not None
+    result = app.test_cli_runner().invoke(args=["inquiry", "delete", reference])
+    assert result.exit_code == 1 and "being emailed right now" in result.output
+    assert row(app, reference)["fields"] is not None

@@ -1,0 +1,45 @@
+"""The operator's files work as DEPLOY.md uses them: the example environment file through deploy/rsct-flask."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import config
+from conftest import ROOT
+
+
+def usable_environment_file(tmp_path) -> Path:
+    """The shipped example with only its placeholders filled in, as an operator would."""
+    text = (ROOT / "deploy" / "rsct.env.example").read_text()
+    text = text.replace("FLASK_SECRET_KEY=CHANGE-ME", "FLASK_SECRET_KEY=" + "s" * 48)
+    text = text.replace("FLASK_INQUIRY_SIGNING_KEYS=CHANGE-ME", "FLASK_INQUIRY_SIGNING_KEYS=" + "k" * 48)
+    text = text.replace("/srv/rsct/instance", str(tmp_path / "instance"))
+    path = tmp_path / "rsct.env"
+    path.write_text(text)
+    return path
+
+
+def rsct_flask(tmp_path, env_file, *args):
+    env = {"PATH": os.environ["PATH"], "RSCT_APP": str(ROOT), "RSCT_ENV": str(env_file),
+           "RSCT_VENV": str(Path(sys.executable).parent.parent)}
+    return subprocess.run(["sh", str(ROOT / "deploy" / "rsct-flask"), *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_example_environment_lists_every_setting():
+    text = (ROOT / "deploy" / "rsct.env.example").read_text()
+    assert [s.env for s in config.SETTINGS if f"{s.env}=" not in text] == []
+
+
+def test_example_environment_makes_the_shipped_nginx_header_snippet(tmp_path):
+    result = rsct_flask(tmp_path, usable_environment_file(tmp_path), "security-headers")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / "deploy" / "nginx" / "security-headers.conf").read_text()
+
+
+def test_example_environment_with_its_placeholders_refuses_to_start(tmp_path):
+    text = (ROOT / "deploy" / "rsct.env.example").read_text().replace("/srv/rsct/instance", str(tmp_path))
+    (tmp_path / "raw.env").write_text(text)
+    result = rsct_flask(tmp_path, tmp_path / "raw.env", "outbox", "status")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("Configuration error: FLASK_SECRET_KEY")
