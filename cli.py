@@ -162,12 +162,17 @@ def inquiry_digest():
 @inquiry_cli.command("verify")
 @click.argument("file", type=click.File("rb"))
 def inquiry_verify(file):
-    """Check that an email (.eml, or - for standard input) was made by this site and not changed."""
+    """Check that an email (.eml, or - for standard input) was made by this site and not changed.
+
+    Also checks its Subject and Reply-To against the signed inquiry, and prints what was checked.
+    """
     verdict = signing.verify_message(current_app.config["INQUIRY_SIGNING_KEYS"], file.read())
     if not verdict.authentic:
         click.echo(f"NOT AUTHENTIC: {verdict.reason}.", err=True)
         sys.exit(1)
     click.echo(f"Authentic: inquiry {verdict.reference}, submitted {verdict.submitted}.")
+    for line in verdict.fields:
+        click.echo(f"  {line}")
 
 
 @click.command("backup")

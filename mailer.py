@@ -6,7 +6,9 @@ Flask-Mail 0.10 sets no timeout and does not verify the server's certificate.
 import email.charset
 import os
 import smtplib
+import socket
 import ssl
+import threading
 import time
 from datetime import datetime, timezone
 from email.mime.text import MIMEText
@@ -62,14 +64,15 @@ def inquiry_message(reference: str, submitted_at: float, fields: dict, possibly_
 
 
 def digest_message(items: list[dict]) -> Message:
-    """One summary of the requests held as possible spam, so that a real person is still called back."""
+    """One summary of the requests held as possible spam or refused by the mail server, so that a real
+    person is still called back."""
     config = current_app.config
     for item in items:
         item["method_label"] = LABELS.get(item["fields"].get("contact_method"), "not given")
         item["submitted"] = local_time(item["submitted_at"])
         text = " ".join((item["fields"].get("message") or "").split())
         item["short_message"] = text[:200] + ("..." if len(text) > 200 else "")
-    message = PlainMessage(subject=f"Website requests held as possible spam ({len(items)})",
+    message = PlainMessage(subject=f"Website requests to check by hand ({len(items)})",
                            recipients=[config["INQUIRY_RECIPIENT"]], sender=config["MAIL_DEFAULT_SENDER"],
                            body=render_template("mail/digest.txt", items=items))
     # Like the inquiries' ids, on the office's domain, not the server's host name (Flask-Mail's default).
@@ -100,9 +103,23 @@ def deliver(message: Message, name: str) -> str:
         return write_file(message, name)
     mail = current_app.extensions["mail"]
     connection = VerifiedConnection(mail)
+    # MAIL_TIMEOUT bounds each socket operation; a relay that dribbles (one line of a reply at a time,
+    # each within the timeout) could stretch one conversation without end. So the whole conversation has
+    # a deadline too: 5 x MAIL_TIMEOUT, well below outbox.lease_seconds() (10 x MAIL_TIMEOUT + 60), so a
+    # claim never expires while its sender is still talking (another sender would send a second copy).
+    # Only a connect still in progress when the deadline passes can add its own timeout to it.
+    deadline = 5 * current_app.config["MAIL_TIMEOUT"]
     try:
-        connection.host = None if mail.suppress else connection.configure_host()
-        connection.send(message)
+        try:
+            if not mail.suppress:
+                connection.start_watchdog(deadline)
+                connection.configure_host()  # sets connection.host as soon as the SMTP object exists
+            connection.send(message)  # once sendmail has returned, the server has the message
+        except Exception as error:
+            if connection.deadline_passed:  # the watchdog cut the connection: whatever broke, that is why
+                raise TransientError(f"no complete SMTP conversation within {deadline:g} s"
+                                     f" ({error.__class__.__name__})") from error
+            raise
     except smtplib.SMTPResponseException as error:
         reason = f"SMTP {error.smtp_code}: {_text(error.smtp_error)}"
         permanent = (500 <= error.smtp_code < 600 and error.smtp_code not in SETUP_CODES
@@ -115,33 +132,106 @@ def deliver(message: Message, name: str) -> str:
     except (smtplib.SMTPException, OSError) as error:  # includes timeouts, refusals, TLS failures
         raise TransientError(f"{error.__class__.__name__}: {_text(str(error))}") from error
     finally:
-        # The message was accepted (or not) before this point: a dropped QUIT changes nothing.
-        if connection.host is not None:
-            try:
-                connection.host.quit()
-            except (smtplib.SMTPException, OSError):
-                connection.host.close()
+        # The message was accepted (or not) before this point: a dropped QUIT changes nothing. The watchdog
+        # stays armed through QUIT, so a server dribbling its goodbye cannot hold the sender either.
+        try:
+            if connection.host is not None:
+                if connection.deadline_passed:
+                    connection.host.close()
+                else:
+                    try:
+                        connection.host.quit()
+                    except (smtplib.SMTPException, OSError):
+                        connection.host.close()
+        finally:
+            connection.stop_watchdog()
     return f"{current_app.config['MAIL_SERVER']}:{current_app.config['MAIL_PORT']}"
 
 
 class VerifiedConnection(Connection):
-    """Flask-Mail's connection with a timeout and TLS that checks the certificate and host name."""
+    """Flask-Mail's connection with a timeout and TLS that checks the certificate and host name.
+
+    An optional watchdog (start_watchdog) bounds the whole conversation: when it fires it shuts the
+    connection's socket down, so whatever read or write is blocked fails at once.
+    """
+
+    def __init__(self, mail) -> None:
+        super().__init__(mail)
+        self.deadline_passed = False
+        self._watchdog: threading.Timer | None = None
+        self._watch_lock = threading.Lock()
+
+    def start_watchdog(self, seconds: float) -> None:
+        self._watchdog = threading.Timer(seconds, self._deadline)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def stop_watchdog(self) -> None:
+        """Cancel the watchdog and wait for its thread, so that none is left running."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog.join(timeout=5)
+            self._watchdog = None
+
+    def _deadline(self) -> None:
+        """In the watchdog's thread: mark the deadline as passed and cut the connection."""
+        with self._watch_lock:
+            self.deadline_passed = True
+            sock = getattr(self.host, "sock", None)
+            if sock is not None:
+                try:
+                    # shutdown, not close: it wakes a read blocked in another thread (close does not),
+                    # and the plain socket's shutdown leaves an SSL socket's state to its own thread.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed, or a socket being wrapped for TLS (checked after starttls)
+
+    def _check_deadline(self) -> None:
+        with self._watch_lock:
+            if self.deadline_passed:
+                raise TimeoutError("the deadline for the SMTP conversation passed")
 
     def configure_host(self) -> smtplib.SMTP:
+        """Connect, STARTTLS and log in; self.host is the SMTP object from the moment it exists, so the
+        watchdog can reach its socket at every step (the socket from the moment it is connected)."""
         config = current_app.config
         context = ssl.create_default_context(cafile=config["MAIL_CA_FILE"] or None)
         timeout = config["MAIL_TIMEOUT"]
         if self.mail.use_ssl:
-            host = smtplib.SMTP_SSL(self.mail.server, self.mail.port, timeout=timeout, context=context)
+            host = smtplib.SMTP_SSL(timeout=timeout, context=context)
         else:
-            host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=timeout)
+            host = smtplib.SMTP(timeout=timeout)
+        # Made without a server (so unconnected): the name its TLS certificate must match is set here,
+        # as smtplib.SMTP(server, port) would have set it.
+        host._host = self.mail.server
+        get_socket = host._get_socket
+
+        def watched_socket(*args):
+            # Until this returns (TCP connect, and the TLS handshake for SMTP_SSL) smtplib's own timeout
+            # applies; from here the watchdog can cut the socket, or has already passed its deadline.
+            sock = get_socket(*args)
+            with self._watch_lock:
+                host.sock = sock
+            self._check_deadline()
+            return sock
+
+        host._get_socket = watched_socket
+        with self._watch_lock:
+            self.host = host
         try:
+            code, reply = host.connect(self.mail.server, self.mail.port)
+            if code != 220:  # as smtplib.SMTP(server, port) does
+                raise smtplib.SMTPConnectError(code, reply)
             if self.mail.use_tls:
                 host.starttls(context=context)
+                # During the TLS handshake the socket being wrapped cannot be shut down.
+                self._check_deadline()
             if self.mail.username and self.mail.password:
                 host.login(self.mail.username, self.mail.password)
         except BaseException:
             host.close()
+            with self._watch_lock:
+                self.host = None
             raise
         return host
 

@@ -5,6 +5,9 @@
 - `SilentServer`: accepts TCP connections and never says a word (a hung relay).
 - `DroppingSMTPServer`: speaks just enough SMTP to accept one message, then drops the connection
   before QUIT.
+- `DribblingSMTPServer`: greets, then answers EHLO with a multi-line reply, one line at a time, each
+  well within any per-read timeout: endless (a relay that never finishes a conversation), or finished
+  after a given number of lines (slow but complete).
 - `make_certs()`: a throw-away CA and server certificates made with the openssl command.
 Every server is bounded by timeouts and closes every socket and thread when stopped.
 """
@@ -207,6 +210,80 @@ class DroppingSMTPServer(_ThreadedListener):
             reader.close()
             connection.close()
 
+
+class DribblingSMTPServer(_ThreadedListener):
+    """Says 220, then answers EHLO with a "250-" continuation line every `interval` seconds.
+
+    By default the reply never ends (bounded: it stops after `give_up_after` seconds, when the client
+    hangs up, or when stopped). With `finish_after=n` it ends the reply after n lines and then accepts
+    one message like a normal server, so a slow conversation that does finish can be tested too.
+    `commands` holds the command lines the client sent, `messages` what was accepted, and
+    `client_hung_up` is set when the client went away in the middle of the reply.
+    """
+
+    def __init__(self, interval: float = 0.3, give_up_after: float = 20.0, finish_after: int | None = None):
+        super().__init__()
+        self.interval = interval
+        self.give_up_after = give_up_after
+        self.finish_after = finish_after
+        self.commands: list[bytes] = []
+        self.messages: list[bytes] = []
+        self.client_hung_up = threading.Event()
+
+    def handle(self, connection):
+        connection.settimeout(5)
+        reader = connection.makefile("rb")
+        try:
+            connection.sendall(b"220 dribble.test.invalid ESMTP\r\n")
+            while not self.stopping.is_set():
+                line = reader.readline(1000)
+                if not line:
+                    return
+                self.commands.append(line)
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    if not self._dribble(connection):
+                        return
+                    connection.sendall(b"250 dribble.test.invalid\r\n")
+                elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                    connection.sendall(b"250 OK\r\n")
+                elif verb == b"DATA":
+                    connection.sendall(b"354 go ahead\r\n")
+                    data = b""
+                    while not data.endswith(b"\r\n.\r\n"):
+                        chunk = reader.readline(100000)
+                        if not chunk:
+                            return
+                        data += chunk
+                    self.messages.append(data)
+                    connection.sendall(b"250 2.0.0 queued\r\n")
+                elif verb == b"QUIT":
+                    connection.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    connection.sendall(b"502 not implemented\r\n")
+        except OSError:
+            return
+        finally:
+            reader.close()
+            connection.close()
+
+    def _dribble(self, connection: socket.socket) -> bool:
+        """Send continuation lines; False when the reply is never to be finished (or the client left)."""
+        give_up = time.monotonic() + self.give_up_after
+        sent = 0
+        while time.monotonic() < give_up and not self.stopping.is_set():
+            if self.finish_after is not None and sent >= self.finish_after:
+                return True
+            try:
+                connection.sendall(b"250-x\r\n")
+            except OSError:  # a reset or a broken pipe: the client hung up
+                self.client_hung_up.set()
+                return False
+            sent += 1
+            if self.stopping.wait(self.interval):
+                return False
+        return False
 
 def make_certs(folder: Path) -> dict[str, Path]:
     """A test CA, a server certificate it signs for 127.0.0.1 and localhost, and one for another host."""

@@ -345,7 +345,7 @@ def test_honeypot_inquiry_goes_to_the_digest_once_and_can_be_released(smtp_app, 
     assert {name.lower() for name in message.keys()} <= HEADER_ALLOWLIST
     assert "Reply-To" not in message
     subject = message["Subject"]
-    assert subject.startswith("Website requests held as possible spam")
+    assert subject.startswith("Website requests to check by hand")
     for typed in ("Held", "Qzxperson", "000.", reference):
         assert typed not in subject
     assert message["Message-ID"].endswith(f"@{SENDER_DOMAIN}>")

@@ -5,7 +5,7 @@ import pytest
 
 import inquiries
 import outbox
-from smtp_servers import (DroppingSMTPServer, Inbox, SilentServer, db, free_port, make_certs, running_smtp,
+from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, db, free_port, make_certs, running_smtp,
                           server_tls_context, smtp_settings, submit)
 
 
@@ -118,6 +118,49 @@ def test_a_server_that_never_answers_times_out_and_is_retried_later(make_app):
     assert row["next_attempt_at"] > time.time() + 10  # backoff: 30 s +/- 20 %
     assert row["state"] == "pending" and row["last_error"]
     assert silent.connections  # it really connected
+
+
+
+def test_a_server_that_dribbles_its_reply_is_cut_off_at_the_conversation_deadline(make_app):
+    """Each "250-" line comes well within MAIL_TIMEOUT, but the reply never ends: the whole conversation
+    has a deadline (5 x MAIL_TIMEOUT), far below the claim's lease, so no second sender takes it over."""
+    with DribblingSMTPServer(interval=0.3) as server:
+        app = make_app(**smtp_settings(server.port, MAIL_TIMEOUT=1))
+        reference = stored_one(app)
+        started = time.monotonic()
+        outcome = deliver(app)
+        elapsed = time.monotonic() - started
+        assert elapsed < 8, f"a dribbling server held the sender for {elapsed:.1f} s with MAIL_TIMEOUT=1"
+        assert server.client_hung_up.wait(5), "the sender never hung up on the dribbling server"
+    assert elapsed >= 4.5  # ended by the deadline, not by the per-read timeout
+    with app.app_context():
+        assert elapsed < outbox.lease_seconds()
+    assert outcome.retrying == [reference] and not outcome.delivered and not outcome.failed
+    row = entry(app, reference)
+    assert row["state"] == "pending" and row["attempts"] == 1
+    assert row["delivered_at"] is None and row["failed_at"] is None
+    assert row["next_attempt_at"] > time.time() + 10
+    assert "no complete SMTP conversation within 5 s" in row["last_error"]
+    with db(app) as connection:
+        assert connection.execute("SELECT claimed_by FROM outbox").fetchone()["claimed_by"] is None
+    assert [command[:4].upper() for command in server.commands] == [b"EHLO"]  # no MAIL, RCPT or DATA
+    assert server.messages == []
+
+
+def test_a_slow_conversation_that_finishes_before_the_deadline_is_delivered(make_app):
+    """The deadline bounds the whole conversation, not each reply: longer than MAIL_TIMEOUT in total
+    (about 2 s of EHLO lines with MAIL_TIMEOUT=1) but within 5 x MAIL_TIMEOUT is a normal delivery."""
+    with DribblingSMTPServer(interval=0.25, finish_after=8) as server:
+        app = make_app(**smtp_settings(server.port, MAIL_TIMEOUT=1))
+        reference = stored_one(app)
+        started = time.monotonic()
+        outcome = deliver(app)
+        elapsed = time.monotonic() - started
+    assert outcome.delivered == [reference], entry(app, reference)["last_error"]
+    assert 1.5 < elapsed < 5
+    assert len(server.messages) == 1 and reference.encode() in server.messages[0]
+    assert entry(app, reference)["state"] == "delivered"
+    assert [command[:4].upper() for command in server.commands] == [b"EHLO", b"MAIL", b"RCPT", b"DATA", b"QUIT"]
 
 
 # --- replies to the message ---------------------------------------------------------------------
