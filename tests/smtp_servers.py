@@ -167,74 +167,29 @@ class SilentServer(_ThreadedListener):
                 connection.close()
 
 
-class DroppingSMTPServer(_ThreadedListener):
-    """Speaks just enough SMTP to accept a message, replies 250 to it, then closes before QUIT."""
+class _RawSMTPServer(_ThreadedListener):
+    """Speaks just enough SMTP by hand to accept messages, with hooks for the ways a relay misbehaves.
+
+    `commands` holds the command lines the client sent and `messages` what was accepted.
+    """
+
+    name = b"fake.test.invalid"
+    hang_up_after_data = False  # close right after the 250 for the message, before QUIT
 
     def __init__(self):
         super().__init__()
-        self.messages: list[bytes] = []
-
-    def handle(self, connection):
-        connection.settimeout(5)
-        reader = connection.makefile("rb")
-        try:
-            connection.sendall(b"220 fake.test.invalid ESMTP\r\n")
-            while not self.stopping.is_set():
-                line = reader.readline(1000)
-                if not line:
-                    return
-                verb = line[:4].upper()
-                if verb in (b"EHLO", b"HELO"):
-                    connection.sendall(b"250 fake.test.invalid\r\n")
-                elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
-                    connection.sendall(b"250 OK\r\n")
-                elif verb == b"DATA":
-                    connection.sendall(b"354 go ahead\r\n")
-                    data = b""
-                    while not data.endswith(b"\r\n.\r\n"):
-                        chunk = reader.readline(100000)
-                        if not chunk:
-                            return
-                        data += chunk
-                    self.messages.append(data)
-                    connection.sendall(b"250 2.0.0 queued\r\n")
-                    return  # hang up before QUIT
-                elif verb == b"QUIT":
-                    connection.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    connection.sendall(b"502 not implemented\r\n")
-        except OSError:
-            return
-        finally:
-            reader.close()
-            connection.close()
-
-
-class DribblingSMTPServer(_ThreadedListener):
-    """Says 220, then answers EHLO with a "250-" continuation line every `interval` seconds.
-
-    By default the reply never ends (bounded: it stops after `give_up_after` seconds, when the client
-    hangs up, or when stopped). With `finish_after=n` it ends the reply after n lines and then accepts
-    one message like a normal server, so a slow conversation that does finish can be tested too.
-    `commands` holds the command lines the client sent, `messages` what was accepted, and
-    `client_hung_up` is set when the client went away in the middle of the reply.
-    """
-
-    def __init__(self, interval: float = 0.3, give_up_after: float = 20.0, finish_after: int | None = None):
-        super().__init__()
-        self.interval = interval
-        self.give_up_after = give_up_after
-        self.finish_after = finish_after
         self.commands: list[bytes] = []
         self.messages: list[bytes] = []
-        self.client_hung_up = threading.Event()
+
+    def answer_ehlo(self, connection: socket.socket) -> bool:
+        """Send what comes before the final EHLO line; False ends the conversation."""
+        return True
 
     def handle(self, connection):
         connection.settimeout(5)
         reader = connection.makefile("rb")
         try:
-            connection.sendall(b"220 dribble.test.invalid ESMTP\r\n")
+            connection.sendall(b"220 " + self.name + b" ESMTP\r\n")
             while not self.stopping.is_set():
                 line = reader.readline(1000)
                 if not line:
@@ -242,9 +197,9 @@ class DribblingSMTPServer(_ThreadedListener):
                 self.commands.append(line)
                 verb = line[:4].upper()
                 if verb in (b"EHLO", b"HELO"):
-                    if not self._dribble(connection):
+                    if not self.answer_ehlo(connection):
                         return
-                    connection.sendall(b"250 dribble.test.invalid\r\n")
+                    connection.sendall(b"250 " + self.name + b"\r\n")
                 elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
                     connection.sendall(b"250 OK\r\n")
                 elif verb == b"DATA":
@@ -257,6 +212,8 @@ class DribblingSMTPServer(_ThreadedListener):
                         data += chunk
                     self.messages.append(data)
                     connection.sendall(b"250 2.0.0 queued\r\n")
+                    if self.hang_up_after_data:
+                        return
                 elif verb == b"QUIT":
                     connection.sendall(b"221 bye\r\n")
                     return
@@ -267,6 +224,34 @@ class DribblingSMTPServer(_ThreadedListener):
         finally:
             reader.close()
             connection.close()
+
+
+class DroppingSMTPServer(_RawSMTPServer):
+    """Accepts a message, replies 250 to it, then closes before QUIT."""
+
+    hang_up_after_data = True
+
+
+class DribblingSMTPServer(_RawSMTPServer):
+    """Says 220, then answers EHLO with a "250-" continuation line every `interval` seconds.
+
+    By default the reply never ends (bounded: it stops after `give_up_after` seconds, when the client
+    hangs up, or when stopped). With `finish_after=n` it ends the reply after n lines and then accepts
+    one message like a normal server, so a slow conversation that does finish can be tested too.
+    `client_hung_up` is set when the client went away in the middle of the reply.
+    """
+
+    name = b"dribble.test.invalid"
+
+    def __init__(self, interval: float = 0.3, give_up_after: float = 20.0, finish_after: int | None = None):
+        super().__init__()
+        self.interval = interval
+        self.give_up_after = give_up_after
+        self.finish_after = finish_after
+        self.client_hung_up = threading.Event()
+
+    def answer_ehlo(self, connection: socket.socket) -> bool:
+        return self._dribble(connection)
 
     def _dribble(self, connection: socket.socket) -> bool:
         """Send continuation lines; False when the reply is never to be finished (or the client left)."""
