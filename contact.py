@@ -14,7 +14,7 @@ import mailer
 import ratelimit
 import storage
 from forms import ContactForm
-from pages import notice_response
+from pages import is_htmx, notice_response
 
 bp = Blueprint("contact", __name__)
 FORM_TOKEN_SALT = "rsct.contact-form-token"
@@ -65,7 +65,7 @@ def submit():
     if stored.created:
         current_app.logger.info("Inquiry %s stored", stored.reference)
     thanks = {"reference": stored.reference, "method": contact_form.contact_method.data}
-    if _is_htmx():
+    if is_htmx():
         return render_template("_confirmation.html", **thanks)
     session["thanks"] = thanks
     return redirect(url_for("contact.thanks"), 303)
@@ -122,7 +122,7 @@ def _csrf_failed(contact_form: ContactForm):
 def _form_response(contact_form: ContactForm, status: int, notice: str | None = None):
     if not contact_form.form_token.data:
         contact_form.form_token.data = _token_serializer().dumps(secrets.token_hex(16))
-    if _is_htmx():
+    if is_htmx():
         return render_template("_contact_form.html", form=contact_form, notice=notice), status
     return render_template("contact.html", form=contact_form, notice=notice), status
 
@@ -153,7 +153,3 @@ def _token_serializer() -> URLSafeTimedSerializer:
 def _first_error(contact_form: ContactForm, name: str) -> str:
     errors = contact_form.errors.get(name) or []
     return errors[0] if errors else ""
-
-
-def _is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"

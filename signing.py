@@ -52,10 +52,14 @@ def _signer(keys: list[str]) -> Signer:
     return Signer(keys, salt=SALT, key_derivation="hmac", digest_method=hashlib.sha256)
 
 
+def tidy_lines(text: str) -> str:
+    """LF line ends and no trailing spaces: what a mail gateway may change without changing the words."""
+    return "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+
+
 def canonical(block: str) -> str:
-    """The block as signed: LF line ends, no trailing spaces, no blank lines at either end."""
-    lines = [line.rstrip() for line in block.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return "\n".join(lines).strip("\n")
+    """The block as signed: tidy lines, no blank lines at either end."""
+    return tidy_lines(block).strip("\n")
 
 
 def signature(keys: list[str], block: str) -> str:
@@ -91,7 +95,7 @@ def plain_text(part: EmailMessage) -> str:
     text = part.get_content().replace("\r\n", "\n").replace("\r", "\n")
     if str(part.get_param("format", "")).lower() == "flowed":
         text = unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
-    return "\n".join(line.rstrip() for line in text.split("\n"))
+    return tidy_lines(text)
 
 
 def begin_lines(text: str) -> int:
@@ -102,7 +106,7 @@ def begin_lines(text: str) -> int:
 
 def verify_text(keys: list[str], text: str) -> Verdict:
     """Check the one inquiry block and its signature in a decoded plain text."""
-    text = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    text = tidy_lines(text)
     if begin_lines(text) > 1:
         return Verdict(False, "this email holds more than one inquiry block (BEGIN INQUIRY line)")
     found = SIGNED_BLOCK.search(text)
