@@ -153,9 +153,19 @@ def _signal_group(pgid: int, signum: int) -> None:
         pass
 
 
+def _exchange(connection: http.client.HTTPConnection, method: str, path: str, body, headers):
+    """Send one request on a fresh connection and read the whole answer; returns (response, body)."""
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response, response.read()
+    finally:
+        connection.close()
+
+
 def https_request(port: int, path: str, cafile: Path, host: str = "localhost", method: str = "GET",
-              body: bytes | None = None, headers: dict | None = None, timeout: float = 10.0,
-              source: str | None = None):
+                  body: bytes | None = None, headers: dict | None = None, timeout: float = 10.0,
+                  source: str | None = None):
     """One request over HTTPS, verifying the test certificate; returns (response, body).
 
     source: the client's address, another loopback address (127.0.0.2, ...) to be another visitor
@@ -164,24 +174,13 @@ def https_request(port: int, path: str, cafile: Path, host: str = "localhost", m
     context = ssl.create_default_context(cafile=str(cafile))
     connection = http.client.HTTPSConnection(host, port, context=context, timeout=timeout,
                                              source_address=(source, 0) if source else None)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response, response.read()
-    finally:
-        connection.close()
+    return _exchange(connection, method, path, body, headers)
 
 
 def http_request(port: int, path: str, host: str = "localhost", method: str = "GET", body: bytes | None = None,
-             headers: dict | None = None, timeout: float = 10.0):
+                 headers: dict | None = None, timeout: float = 10.0):
     """One plain-HTTP request; returns (response, body)."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response, response.read()
-    finally:
-        connection.close()
+    return _exchange(http.client.HTTPConnection(host, port, timeout=timeout), method, path, body, headers)
 
 
 # --- the deployment ----------------------------------------------------------------------------------
