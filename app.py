@@ -5,13 +5,13 @@ import os
 from flask import Flask
 from flask_mail import Mail
 
-import cli
+from rsct import cli
 import config
-import contact
-import health
-import pages
-import security
-import storage
+from rsct import contact
+from rsct import health
+from rsct import pages
+from rsct import security
+from rsct import storage
 
 
 def create_app(test_config: dict | None = None) -> Flask:

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app import create_app  # noqa: E402
-import outbox  # noqa: E402
+from rsct import outbox  # noqa: E402
 
 
 class Count:

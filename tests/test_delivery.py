@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import inquiries
-import mailer
-import outbox
-import signing
+from rsct import inquiries
+from rsct import mailer
+from rsct import outbox
+from rsct import signing
 from smtp_servers import (HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, VISITOR, Inbox, body_text, db,
                           running_smtp, smtp_settings, submit)
 

@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-import contact
+from rsct import contact
 
 HTMX = {"HX-Request": "true"}
 PHONE_LINK = 'href="tel:+12034216242"'

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-import inquiries
-import outbox
+from rsct import inquiries
+from rsct import outbox
 from smtp_servers import (RECIPIENT, SENDER, SENDER_DOMAIN, Inbox, db, free_port, running_smtp, smtp_settings,
                           submit)
 

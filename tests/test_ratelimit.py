@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-import ratelimit
+from rsct import ratelimit
 from test_form import (HTMX, PHONE_LINK, assert_is_form_region_fragment, assert_shown_in_form, stored_inquiries,
                        valid_form)
 

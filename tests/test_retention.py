@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import cli
-import inquiries
-import outbox
-import storage
+from rsct import cli
+from rsct import inquiries
+from rsct import outbox
+from rsct import storage
 from smtp_servers import VISITOR, Inbox, db, running_smtp, smtp_settings, submit
 
 DAY = 86400

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-import inquiries
-import outbox
+from rsct import inquiries
+from rsct import outbox
 from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, db, free_port, make_certs, running_smtp,
                           server_tls_context, smtp_settings, submit)
 

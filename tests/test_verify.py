@@ -10,7 +10,7 @@ from email.message import EmailMessage, MIMEPart
 
 import pytest
 
-import signing
+from rsct import signing
 from smtp_servers import Inbox, body_text, running_smtp, smtp_settings
 from test_delivery import change_in_line, gateway_rewrite, rewritten, send_one, verify_file
 

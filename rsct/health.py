@@ -1,8 +1,8 @@
 """Health checks for an outside monitor: no personal data, and no dependence on mail working."""
 from flask import Blueprint, current_app, jsonify
 
-import outbox
-import storage
+from . import outbox
+from . import storage
 
 bp = Blueprint("health", __name__)
 

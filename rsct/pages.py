@@ -3,7 +3,7 @@ from flask import (Blueprint, Response, current_app, has_request_context, make_r
                    url_for)
 from werkzeug.exceptions import HTTPException, SecurityError
 
-import office
+from . import office
 
 bp = Blueprint("pages", __name__)
 

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-import storage
+from . import storage
 
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L or U: easy to read aloud
 REFERENCE_PREFIX = "RSCT-"

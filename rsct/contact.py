@@ -9,12 +9,12 @@ from flask import (Blueprint, current_app, redirect, render_template, request, s
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import RequestEntityTooLarge
 
-import inquiries
-import mailer
-import ratelimit
-import storage
-from forms import ContactForm
-from pages import is_htmx, notice_response
+from . import inquiries
+from . import mailer
+from . import ratelimit
+from . import storage
+from .forms import ContactForm
+from .pages import is_htmx, notice_response
 
 bp = Blueprint("contact", __name__)
 FORM_TOKEN_SALT = "rsct.contact-form-token"

@@ -10,13 +10,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-import inquiries
-import mailer
-import outbox
-import ratelimit
-import signing
-import security
-import storage
+from . import inquiries
+from . import mailer
+from . import outbox
+from . import ratelimit
+from . import signing
+from . import security
+from . import storage
 
 outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report on delivery.")
 inquiry_cli = AppGroup("inquiry", help="Read, release, erase and verify inquiries.")

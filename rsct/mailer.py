@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 from flask import current_app, render_template
 from flask_mail import Connection, Message
 
-import office
-import signing
-from forms import FOR_WHOM, METHODS, TIMES
+from . import office
+from . import signing
+from .forms import FOR_WHOM, METHODS, TIMES
 
 LABELS = {choice.value: choice.label for choice in (*METHODS, *TIMES, *FOR_WHOM)}
 

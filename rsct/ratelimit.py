@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import time
 
-import storage
+from . import storage
 
 
 def client_key(secret_key: str, address: str | None) -> str:

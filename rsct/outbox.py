@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-import mailer
-import storage
+from . import mailer
+from . import storage
 
 log = logging.getLogger("rsct.outbox")
 MAX_BACKOFF = 3600.0

@@ -1,0 +1,1 @@
+"""The RSCT website: every module except the fixed top-level app.py and config.py, one room per job."""
