@@ -1,35 +1,27 @@
 """The application factory: wiring only. `flask --app app run` and `gunicorn "app:create_app()"`."""
-import logging
 import os
 
 from flask import Flask
 from flask_mail import Mail
 
-from rsct import cli
 import config
-from rsct import contact
-from rsct import health
-from rsct import pages
-from rsct import security
-from rsct import storage
+from rsct import assets, cli, contact, errors, health, logs, pages, security, storage
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the site from FLASK_* settings (and, in tests, overrides)."""
-    if not logging.getLogger().handlers:  # gunicorn and pytest bring their own
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     instance = os.environ.get("FLASK_INSTANCE_PATH")
     app = Flask(__name__, instance_path=os.path.abspath(instance) if instance else None)
     app.config.update(config.load(os.environ, app.instance_path, test_config))
     app.instance_path = app.config["INSTANCE_PATH"]
-    app.logger.setLevel(logging.INFO)
-    logging.getLogger("rsct").setLevel(logging.INFO)
+    logs.init_app(app)
 
     storage.migrate(app.config["DATABASE"])
     security.init_app(app)
-    security.init_logging(app)
+    assets.init_app(app)
     Mail(app)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(errors.bp)
     app.register_blueprint(contact.bp)
     app.register_blueprint(health.bp)
     app.cli.add_command(cli.outbox_cli)
@@ -40,7 +32,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config["CONFIG_NAME"] == "production" and not app.config["PROXY_COUNT"]:
         app.logger.warning("FLASK_PROXY_COUNT is 0: client addresses are the proxy's; set it to 1 behind nginx.")
     if app.config["CONFIG_NAME"] == "development":
-        target = (f"sent to {app.config['MAIL_SERVER']}:{app.config['MAIL_PORT']}" if app.config["MAIL_SERVER"]
-                  else f"written to {os.path.join(app.instance_path, 'mail')}, not sent")
+        target = (
+            f"sent to {app.config['MAIL_SERVER']}:{app.config['MAIL_PORT']}"
+            if app.config["MAIL_SERVER"]
+            else f"written to {os.path.join(app.instance_path, 'mail')}, not sent"
+        )
         app.logger.info("Running in development mode: mail is %s.", target)
     return app

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app import create_app  # noqa: E402
-from rsct import outbox  # noqa: E402
+from rsct import sender  # noqa: E402
 
 
 class Count:
@@ -52,7 +52,7 @@ def main(count: int) -> None:
                 assert response.status_code == 200, response.status_code
             started = time.perf_counter()
             with app.app_context():
-                delivered = outbox.deliver_due().delivered
+                delivered = sender.deliver_due().delivered
             delivery = time.perf_counter() - started
     finally:
         smtp.stop()

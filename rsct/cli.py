@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 from . import inquiries
 from . import mailer
 from . import outbox
-from . import ratelimit
+from . import sender
 from . import signing
 from . import security
 from . import storage
@@ -22,15 +22,6 @@ outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report
 inquiry_cli = AppGroup("inquiry", help="Read, release, erase and verify inquiries.")
 POLL_SECONDS = 2.0
 PURGE_EVERY_SECONDS = 60.0
-
-
-def _apply_retention() -> list[str]:
-    config = current_app.config
-    ratelimit.forget_expired(config["DATABASE"], config["RATE_LIMIT_SECONDS"])
-    erased = inquiries.purge(config["DATABASE"], config["INQUIRY_RETENTION_DAYS"])
-    if not config["MAIL_SERVER"]:
-        mailer.purge_files(current_app.instance_path, config["INQUIRY_RETENTION_DAYS"])
-    return erased
 
 
 @outbox_cli.command("run")
@@ -44,11 +35,11 @@ def outbox_run():
     click.echo(f"Outbox sender started; delivering to {target}.")
     last_purge = float("-inf")  # apply retention in the first round: monotonic() may be small after a boot
     while not stopping:
-        outcome = outbox.deliver_due(worker, should_stop=lambda: bool(stopping))
+        outcome = sender.deliver_due(worker, should_stop=lambda: bool(stopping))
         for reference in outcome.delivered:
             click.echo(f"Delivered {reference}")
         if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
-            _apply_retention()
+            sender.apply_retention()
             last_purge = time.monotonic()
         deadline = time.monotonic() + POLL_SECONDS
         while not stopping and time.monotonic() < deadline:
@@ -59,7 +50,7 @@ def outbox_run():
 @outbox_cli.command("send")
 def outbox_send():
     """Deliver what is due once, then exit (for a timer). Exits 1 if anything could not be delivered."""
-    outcome = outbox.deliver_due()
+    outcome = sender.deliver_due()
     click.echo(f"Delivered {len(outcome.delivered)}, will retry {len(outcome.retrying)}, "
                f"failed {len(outcome.failed)}.")
     sys.exit(1 if outcome.retrying or outcome.failed else 0)
@@ -145,7 +136,7 @@ def inquiry_delete(reference):
 @inquiry_cli.command("purge")
 def inquiry_purge():
     """Apply the retention period now."""
-    erased = _apply_retention()
+    erased = sender.apply_retention()
     click.echo(f"Erased the details of {len(erased)} inquiries.")
 
 
@@ -153,7 +144,7 @@ def inquiry_purge():
 def inquiry_digest():
     """Send the office the summary of requests held as possible spam."""
     try:
-        count = outbox.send_digest()
+        count = sender.send_digest()
     except (mailer.TransientError, mailer.PermanentError) as error:
         raise click.ClickException(f"The digest could not be sent: {error}")
     click.echo(f"Digest sent with {count} inquiries." if count else "Nothing held since the last digest.")

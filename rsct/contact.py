@@ -14,7 +14,7 @@ from . import mailer
 from . import ratelimit
 from . import storage
 from .forms import ContactForm
-from .pages import is_htmx, notice_response
+from .htmx import is_htmx, notice_response
 
 bp = Blueprint("contact", __name__)
 FORM_TOKEN_SALT = "rsct.contact-form-token"

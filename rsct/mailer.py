@@ -4,6 +4,7 @@ Flask-Mail builds and sends the messages; the connection is our own subclass, be
 Flask-Mail 0.10 sets no timeout and does not verify the server's certificate.
 """
 import email.charset
+import json
 import os
 import smtplib
 import socket
@@ -61,6 +62,18 @@ def inquiry_message(reference: str, submitted_at: float, fields: dict, possibly_
                       body=body, sender=config["MAIL_DEFAULT_SENDER"], reply_to=reply_to)
     message.msgId = message_id
     return message
+
+
+def send_inquiry(row) -> str:
+    """Compose and send one claimed outbox row (the sender's send function); returns where it went."""
+    message = inquiry_message(row["reference"], row["submitted_at"], json.loads(row["fields"]),
+                              bool(row["possibly_automated"]), row["message_id"])
+    return deliver(message, row["reference"])
+
+
+def send_digest(items: list[dict]) -> str:
+    """Compose and send the digest of held and refused requests; returns where it went."""
+    return deliver(digest_message(items), f"digest-{time.strftime('%Y%m%d')}")
 
 
 def digest_message(items: list[dict]) -> Message:
@@ -251,19 +264,3 @@ def _text(value) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return " ".join(str(value).split())[:200]
-
-
-
-def purge_files(instance_path: str, retention_days: int, now: float | None = None) -> int:
-    """Development mail files follow the retention rule too: removed once older than the period."""
-    folder = os.path.join(instance_path, "mail")
-    if not os.path.isdir(folder):
-        return 0
-    cutoff = (time.time() if now is None else now) - retention_days * 86400
-    removed = 0
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        if name.endswith(".eml") and os.path.getmtime(path) <= cutoff:
-            os.remove(path)
-            removed += 1
-    return removed

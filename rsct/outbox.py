@@ -11,11 +11,10 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
-from flask import current_app
-
-from . import mailer
 from . import storage
+from .mailer import PermanentError, TransientError
 
 log = logging.getLogger("rsct.outbox")
 MAX_BACKOFF = 3600.0
@@ -32,9 +31,9 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
 
 
-def lease_seconds() -> float:
-    # Long enough for the slowest SMTP conversation the timeout allows, with room to spare.
-    return current_app.config["MAIL_TIMEOUT"] * 10 + 60
+def lease_seconds(mail_timeout: float) -> float:
+    """How long a claim lasts: longer than the slowest SMTP conversation the timeout allows, with room to spare."""
+    return mail_timeout * 10 + 60
 
 
 def backoff(attempts: int) -> float:
@@ -67,19 +66,17 @@ def _finish(path: str, row, worker: str, outbox_sets: str, values: tuple, state:
             db.execute("UPDATE inquiries SET state = ? WHERE id = ?", (state, row["inquiry_id"]))
 
 
-def deliver_one(path: str, row, worker: str, outcome: Outcome) -> None:
-    """Send one claimed inquiry and record what happened."""
+def deliver_one(path: str, row, send: Callable, worker: str, outcome: Outcome) -> None:
+    """Send one claimed inquiry with send(row) and record what happened."""
     reference = row["reference"]
     try:
-        message = mailer.inquiry_message(reference, row["submitted_at"], json.loads(row["fields"]),
-                                         bool(row["possibly_automated"]), row["message_id"])
-        where = mailer.deliver(message, reference)
-    except mailer.PermanentError as error:
+        where = send(row)
+    except PermanentError as error:
         _finish(path, row, worker, "failed_at = ?, last_error = ?", (time.time(), str(error)), "failed")
         log.error("Inquiry %s failed permanently: %s", reference, error)
         outcome.failed.append(reference)
     except Exception as error:  # transient, or a fault of ours: keep it and try again later
-        reason = str(error) if isinstance(error, mailer.TransientError) else _where(error)
+        reason = str(error) if isinstance(error, TransientError) else _where(error)
         delay = backoff(row["attempts"] + 1)
         _finish(path, row, worker, "next_attempt_at = ?, last_error = ?", (time.time() + delay, reason), None)
         log.warning("Inquiry %s not delivered yet (attempt %d), next try in %.0f s: %s",
@@ -98,16 +95,20 @@ def _where(error: Exception) -> str:
         error.__class__.__name__
 
 
-def deliver_due(worker: str | None = None, should_stop=lambda: False) -> Outcome:
-    """Deliver everything that is due now, one inquiry at a time, until none is left or asked to stop."""
-    path = current_app.config["DATABASE"]
+def deliver_due(path: str, send: Callable, lease: float, worker: str | None = None,
+                should_stop: Callable[[], bool] = lambda: False) -> Outcome:
+    """Deliver everything that is due now, one inquiry at a time, until none is left or asked to stop.
+
+    send(row) composes and sends one claimed inquiry and returns where it went; it raises
+    TransientError or PermanentError (anything else counts as a fault of ours, retried).
+    """
     worker = worker or worker_id()
     outcome = Outcome()
     while not should_stop():
-        row = claim(path, worker, time.time(), lease_seconds())
+        row = claim(path, worker, time.time(), lease)
         if row is None:
             break
-        deliver_one(path, row, worker, outcome)
+        deliver_one(path, row, send, worker, outcome)
     return outcome
 
 
@@ -130,10 +131,9 @@ def status(path: str, stuck_minutes: int, now: float | None = None) -> dict:
             "failures": [dict(f) for f in failures], "stuck": stuck}
 
 
-def send_digest() -> int:
-    """Email the office one summary of the requests held as spam, or refused by the mail server, since
-    the last one; returns how many. A request is erased only after a digest has shown it."""
-    path = current_app.config["DATABASE"]
+def send_digest(path: str, send: Callable[[list[dict]], object]) -> int:
+    """Send the office one summary of the requests held as spam, or refused by the mail server, since
+    the last one, with send(items); returns how many. A request is erased only after a digest has shown it."""
     with storage.opened(path) as db:
         rows = db.execute(
             "SELECT i.id, i.reference, i.submitted_at, i.state, i.quarantine_reason, i.fields, o.last_error"
@@ -145,7 +145,7 @@ def send_digest() -> int:
     items = [{"reference": r["reference"], "submitted_at": r["submitted_at"], "fields": json.loads(r["fields"]),
               "reason": r["quarantine_reason"] if r["state"] == "quarantined"
               else f"the mail server refused it ({r['last_error']})"} for r in rows]
-    mailer.deliver(mailer.digest_message(items), f"digest-{time.strftime('%Y%m%d')}")
+    send(items)
     now = time.time()
     with storage.write(path) as db:
         db.executemany("UPDATE inquiries SET digest_sent_at = ? WHERE id = ?", [(now, r["id"]) for r in rows])

@@ -1,7 +1,5 @@
-"""The information pages, the files search engines ask for, and the error pages."""
-from flask import (Blueprint, Response, current_app, has_request_context, make_response, render_template, request,
-                   url_for)
-from werkzeug.exceptions import HTTPException, SecurityError
+"""The information pages and the files search engines ask for."""
+from flask import Blueprint, Response, current_app, has_request_context, render_template, request, url_for
 
 from . import office
 
@@ -78,50 +76,3 @@ def page_context() -> dict:
         "canonical_url": canonical,
         "structured_data": office.structured_data(config["SITE_URL"], config["FACEBOOK_URL"]),
     }
-
-
-@bp.app_errorhandler(HTTPException)
-def http_error(error: HTTPException):
-    """Show a calm page with the phone number for 404s and other client errors."""
-    if isinstance(error, SecurityError):
-        # Refused before routing (a Host name the site does not answer to): no URLs can be built.
-        return Response(f"Bad request. To reach {office.NAME}, call {office.PHONE}.\n",
-                        status=error.code, mimetype="text/plain")
-    template = {404: "404.html", 405: "404.html", 413: "413.html"}.get(error.code, "error.html")
-    return render_template(template, error=error), error.code
-
-
-@bp.app_errorhandler(500)
-def server_error(error):
-    """Show the phone number instead of internals when something breaks."""
-    try:
-        return render_template("500.html"), 500
-    except Exception:  # a broken template must not hide the phone number
-        current_app.logger.exception("500 page could not be rendered")
-        return Response(f"Something went wrong on our side. Please call {office.PHONE}.",
-                        status=500, mimetype="text/plain")
-
-
-@bp.route("/errors/<any('rate-limited', 'too-large'):kind>", methods=["GET", "POST"])
-def proxy_error(kind):
-    """What nginx shows when it refuses a form post itself (a burst of posts, an oversized body)."""
-    notice, status, template = {"rate-limited": ("rate_limited", 429, "429.html"),
-                                "too-large": ("too_large", 413, "413.html")}[kind]
-    return notice_response(notice, status, template)
-
-
-def notice_response(notice: str, status: int, page_template: str):
-    """For htmx, a message placed above the form's button (the form and its values stay);
-    for a plain browser, a full page that says what happened and gives the phone number."""
-    if is_htmx():
-        response = make_response(render_template("_form_status.html", notice=notice), status)
-        response.headers["HX-Retarget"] = "#form-status"
-        response.headers["HX-Reswap"] = "innerHTML"
-        response.headers["Cache-Control"] = "no-store"
-        return response
-    return render_template(page_template), status
-
-
-def is_htmx() -> bool:
-    """True for a request htmx made (it swaps a fragment), False for a plain browser's."""
-    return request.headers.get("HX-Request") == "true"

@@ -1,11 +1,5 @@
-"""Security headers, proxy and host trust, and fingerprinted static URLs."""
-import hashlib
-import logging
-import os
-import traceback
-from functools import lru_cache
-
-from flask import Flask, current_app, request, url_for
+"""Security headers, and which proxies and host names the site trusts."""
+from flask import Flask, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 HSTS = "max-age=63072000; includeSubDomains"
@@ -17,14 +11,13 @@ PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
 
 
 def init_app(app: Flask) -> None:
-    """Install the header hook, proxy handling, host checks and the static_url helper."""
+    """Install the header hook, proxy handling and host checks."""
     if app.config["PROXY_COUNT"]:
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     if app.config["TRUSTED_HOSTS"]:
         app.config["TRUSTED_HOSTS"] = list(app.config["TRUSTED_HOSTS"])
     app.after_request(add_headers)
-    app.jinja_env.globals["static_url"] = static_url
 
 
 def content_security_policy(htmx_url: str) -> str:
@@ -77,36 +70,3 @@ def add_headers(response):
         response.cache_control.public = True
         response.cache_control.immutable = True
     return response
-
-
-def static_url(filename: str) -> str:
-    """URL of a static file with a hash of its content, so that a release busts caches."""
-    return url_for("static", filename=filename, v=_file_hash(current_app.static_folder, filename))
-
-
-@lru_cache(maxsize=64)
-def _file_hash(folder: str, filename: str) -> str:
-    with open(os.path.join(folder, filename), "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()[:12]
-
-
-
-class ExceptionWithoutMessage(logging.Filter):
-    """Keep tracebacks in logs but drop exception messages, which could quote what a visitor typed."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            kind, error, trace = record.exc_info
-            frames = "".join(traceback.format_tb(trace))
-            record.msg = f"{record.getMessage()}\nTraceback (message withheld):\n{frames}{kind.__name__}"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def init_logging(app: Flask) -> None:
-    """Apply the filter to the app's logger and the outbox's."""
-    for logger in (app.logger, logging.getLogger("rsct")):
-        if not any(isinstance(f, ExceptionWithoutMessage) for f in logger.filters):
-            logger.addFilter(ExceptionWithoutMessage())

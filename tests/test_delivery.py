@@ -15,6 +15,7 @@ import pytest
 from rsct import inquiries
 from rsct import mailer
 from rsct import outbox
+from rsct import sender
 from rsct import signing
 from smtp_servers import (HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, VISITOR, Inbox, body_text, db,
                           running_smtp, smtp_settings, submit)
@@ -42,7 +43,7 @@ def smtp_app(make_app, smtp_port):
 
 def deliver(app) -> outbox.Outcome:
     with app.app_context():
-        return outbox.deliver_due()
+        return sender.deliver_due()
 
 
 def send_one(app, inbox, **changes):

@@ -11,7 +11,9 @@ import time
 import pytest
 
 from rsct import inquiries
+from rsct import mailer
 from rsct import outbox
+from rsct import sender
 from smtp_servers import (RECIPIENT, SENDER, SENDER_DOMAIN, Inbox, db, free_port, running_smtp, smtp_settings,
                           submit)
 
@@ -49,15 +51,15 @@ def senders(tmp_path):
     started: list[Sender] = []
 
     def start(args: list[str], env: dict) -> Sender:
-        sender = Sender(tmp_path, len(started), args, env)
-        started.append(sender)
-        return sender
+        started_sender = Sender(tmp_path, len(started), args, env)
+        started.append(started_sender)
+        return started_sender
 
     yield start
-    for sender in started:
-        if sender.process.poll() is None:
-            sender.process.kill()
-        sender.process.wait(timeout=10)
+    for process in started:
+        if process.process.poll() is None:
+            process.process.kill()
+        process.process.wait(timeout=10)
 
 
 def sender_env(instance: str, port: int, timeout: int = 5) -> dict:
@@ -204,7 +206,7 @@ def test_visitors_are_thanked_while_the_mail_server_is_down_and_served_when_it_r
         thanked += re.findall(r"RSCT-[0-9A-Z]{6}", page.text)[:1]
     assert len(set(thanked)) == 5
     with app.app_context():
-        outcome = outbox.deliver_due()
+        outcome = sender.deliver_due()
     assert sorted(outcome.retrying) == sorted(thanked) and not outcome.delivered
 
     inbox = Inbox()
@@ -212,7 +214,7 @@ def test_visitors_are_thanked_while_the_mail_server_is_down_and_served_when_it_r
         with db(app) as connection:
             connection.execute("UPDATE outbox SET next_attempt_at = 0")
         with app.app_context():
-            outcome = outbox.deliver_due()
+            outcome = sender.deliver_due()
         assert sorted(outcome.delivered) == sorted(thanked)
         assert len(inbox.wait_for(5)) == 5
     assert all(row["state"] == "delivered" for row in outbox_rows(app))
@@ -232,9 +234,9 @@ def test_a_late_finisher_whose_lease_ran_out_does_not_overwrite_the_outcome(make
             row_b = outbox.claim(path, "worker-b", now + 11, 10)  # ...until it runs out
             assert row_b["reference"] == row_a["reference"]
             outcome = outbox.Outcome()
-            outbox.deliver_one(path, row_b, "worker-b", outcome)
+            outbox.deliver_one(path, row_b, mailer.send_inquiry, "worker-b", outcome)
             inbox.reply = "550 5.7.1 refused"
-            outbox.deliver_one(path, row_a, "worker-a", outcome)
+            outbox.deliver_one(path, row_a, mailer.send_inquiry, "worker-a", outcome)
         row = inquiries.find(path, row_a["reference"])
     assert row["delivered_at"] is not None and row["failed_at"] is None
     assert row["state"] == "delivered"

@@ -12,6 +12,7 @@ import pytest
 from rsct import cli
 from rsct import inquiries
 from rsct import outbox
+from rsct import sender
 from rsct import storage
 from smtp_servers import VISITOR, Inbox, db, running_smtp, smtp_settings, submit
 
@@ -21,7 +22,7 @@ CANARY = "Qzxcanary7"
 
 def deliver(app) -> outbox.Outcome:
     with app.app_context():
-        return outbox.deliver_due()
+        return sender.deliver_due()
 
 
 def store(app, token: str, quarantine_reason=None, **changes) -> str:
@@ -62,7 +63,7 @@ def test_purge_follows_the_retention_rules(make_app):
     assert sorted(deliver(app).delivered) == sorted([delivered_old, delivered_recent])
     held_shown = store(app, "t3", quarantine_reason="honeypot field filled", name="Held And Shown")
     with app.app_context():
-        assert outbox.send_digest() == 1
+        assert sender.send_digest() == 1
     held_unshown = store(app, "t4", quarantine_reason="honeypot field filled", name="Held Not Shown")
     pending_old = store(app, "t5", name="Pending For Ages")
     failed_old = store(app, "t6", name="Failed Long Ago")
@@ -85,7 +86,7 @@ def test_purge_follows_the_retention_rules(make_app):
     # Failed ones, like held ones, wait until a digest has shown them to the office.
     assert sorted(inquiries.purge(path, 30, now=now)) == sorted([delivered_old, held_shown])
     with app.app_context():
-        assert outbox.send_digest() == 3  # held_unshown, failed_old, failed_recent
+        assert sender.send_digest() == 3  # held_unshown, failed_old, failed_recent
     assert sorted(inquiries.purge(path, 30, now=now)) == sorted([held_unshown, failed_old])
     erased = [delivered_old, held_shown, failed_old]
     for reference in erased:
@@ -119,14 +120,14 @@ def test_the_sender_applies_retention_as_soon_as_it_starts(make_app, monkeypatch
     handlers = {}
     monkeypatch.setattr(cli.signal, "signal", lambda signum, handler: handlers.setdefault(signum, handler))
     monkeypatch.setattr(cli, "time", types.SimpleNamespace(monotonic=lambda: 100.0, sleep=time.sleep))
-    real_deliver_due = outbox.deliver_due
+    real_deliver_due = sender.deliver_due
 
     def deliver_then_stop(*args, **kwargs):
         outcome = real_deliver_due(*args, **kwargs)
         handlers[signal.SIGTERM](signal.SIGTERM, None)  # as if SIGTERM came during the first round
         return outcome
 
-    monkeypatch.setattr(cli.outbox, "deliver_due", deliver_then_stop)
+    monkeypatch.setattr(cli.sender, "deliver_due", deliver_then_stop)
     result = app.test_cli_runner().invoke(args=["outbox", "run"])
     assert result.exit_code == 0, result.output
     assert f"Delivered {reference}" in result.output and "stopped" in result.output

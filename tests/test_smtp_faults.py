@@ -5,6 +5,7 @@ import pytest
 
 from rsct import inquiries
 from rsct import outbox
+from rsct import sender
 from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, db, free_port, make_certs, running_smtp,
                           server_tls_context, smtp_settings, submit)
 
@@ -16,7 +17,7 @@ def certs(tmp_path_factory):
 
 def deliver(app) -> outbox.Outcome:
     with app.app_context():
-        return outbox.deliver_due()
+        return sender.deliver_due()
 
 
 def stored_one(app) -> str:
@@ -134,7 +135,7 @@ def test_a_server_that_dribbles_its_reply_is_cut_off_at_the_conversation_deadlin
         assert server.client_hung_up.wait(5), "the sender never hung up on the dribbling server"
     assert elapsed >= 4.5  # ended by the deadline, not by the per-read timeout
     with app.app_context():
-        assert elapsed < outbox.lease_seconds()
+        assert elapsed < outbox.lease_seconds(app.config["MAIL_TIMEOUT"])
     assert outcome.retrying == [reference] and not outcome.delivered and not outcome.failed
     row = entry(app, reference)
     assert row["state"] == "pending" and row["attempts"] == 1
