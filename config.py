@@ -4,11 +4,13 @@ Every setting is declared once in SETTINGS; the README's table lists the same na
 (a test keeps the two in step). A bad value raises ConfigError, which stops start-up
 with one line that says what to fix.
 """
+import copy
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 HTMX_URL = "https://cdn.jsdelivr.net/npm/htmx.org@2.0.11/dist/htmx.min.js"
@@ -77,78 +79,112 @@ def parse_choice(*choices: str) -> Callable[[str, str], str]:
     return parse
 
 
+UNSET = object()  # a setting whose production default is its ordinary default
+
+
 @dataclass(frozen=True)
 class Setting:
+    """One setting, declared once: its variable, how it is parsed, its defaults and what it does.
+
+    `shown` is the README's wording for a default that is made at start-up rather than fixed here.
+    """
+
     env: str
-    key: str
     parse: Callable[[str, str], Any]
+    default: Any
     help: str
+    production: Any = UNSET
+    shown: str = ""
+
+    @property
+    def key(self) -> str:
+        """The app.config key: the name without FLASK_ (FLASK_CONFIG is CONFIG_NAME, as Flask has no such key)."""
+        return "CONFIG_NAME" if self.env == "FLASK_CONFIG" else self.env.removeprefix("FLASK_")
+
+    def default_for(self, name: str) -> Any:
+        if name == "production" and self.production is not UNSET:
+            return self.production
+        return copy.copy(self.default)
+
+    def default_text(self) -> str:
+        """The README's "Default" cell."""
+        if self.shown:
+            return self.shown
+        text = _shown_value(self.default)
+        if self.production is not UNSET:
+            text += "; production: " + (_shown_value(self.production) if self.production != "" else "required")
+        return text
 
 
+def _shown_value(value: Any) -> str:
+    if value in ("", []):
+        return "(empty)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"`{value}`" if isinstance(value, str) and ("/" in value or "@" in value) else str(value)
+
+
+S = Setting
 SETTINGS = (
-    Setting("FLASK_CONFIG", "CONFIG_NAME", parse_choice(*CONFIG_NAMES), "development (default), production or testing"),
-    Setting("FLASK_SECRET_KEY", "SECRET_KEY", parse_str, "Signs sessions and form tokens; 32+ bytes; required in production"),
-    Setting("FLASK_DEBUG", "DEBUG", parse_bool, "Flask debug mode; refused in production"),
-    Setting("FLASK_INSTANCE_PATH", "INSTANCE_PATH", parse_str, "Folder for the database, development secrets and mail files"),
-    Setting("FLASK_SITE_URL", "SITE_URL", parse_url, "Public address, used for canonical links and the sitemap"),
-    Setting("FLASK_TRUSTED_HOSTS", "TRUSTED_HOSTS", parse_list, "Host names the site answers to (comma-separated)"),
-    Setting("FLASK_PROXY_COUNT", "PROXY_COUNT", _number(int, 0, 5), "Reverse proxies in front of the app (1 behind nginx)"),
-    Setting("FLASK_FACEBOOK_URL", "FACEBOOK_URL", parse_url, "The office's Facebook page; the link is hidden when empty"),
-    Setting("FLASK_OFFICE_HOURS", "OFFICE_HOURS", parse_str, "Office hours as the office wants them shown; hidden when empty"),
-    Setting("FLASK_HTMX_URL", "HTMX_URL", parse_str, "Where pages load htmx 2.0.11 from (a /static/ path to self-host)"),
-    Setting("FLASK_HTMX_INTEGRITY", "HTMX_INTEGRITY", parse_str, "Subresource Integrity hash of that file"),
-    Setting("FLASK_DATABASE", "DATABASE", parse_str, "SQLite file for inquiries"),
-    Setting("FLASK_MIN_FILL_SECONDS", "MIN_FILL_SECONDS", _number(float, 0, 600), "A form sent faster than this is marked possibly automated"),
-    Setting("FLASK_RATE_LIMIT_COUNT", "RATE_LIMIT_COUNT", _number(int, 1, 10000), "Form submissions allowed per client per window"),
-    Setting("FLASK_RATE_LIMIT_SECONDS", "RATE_LIMIT_SECONDS", _number(int, 1, 86400), "Length of that window in seconds"),
-    Setting("FLASK_MAIL_SERVER", "MAIL_SERVER", parse_str, "SMTP host; empty in development writes mail to files"),
-    Setting("FLASK_MAIL_PORT", "MAIL_PORT", _number(int, 1, 65535), "SMTP port"),
-    Setting("FLASK_MAIL_USE_TLS", "MAIL_USE_TLS", parse_bool, "Use STARTTLS"),
-    Setting("FLASK_MAIL_USE_SSL", "MAIL_USE_SSL", parse_bool, "Use implicit TLS (port 465)"),
-    Setting("FLASK_MAIL_USERNAME", "MAIL_USERNAME", parse_str, "SMTP login name"),
-    Setting("FLASK_MAIL_PASSWORD", "MAIL_PASSWORD", parse_str, "SMTP password"),
-    Setting("FLASK_MAIL_TIMEOUT", "MAIL_TIMEOUT", _number(float, 1, 300), "Seconds before an SMTP connection or reply times out"),
-    Setting("FLASK_MAIL_CA_FILE", "MAIL_CA_FILE", parse_str, "CA certificates for a private relay (PEM); system CAs when empty"),
-    Setting("FLASK_MAIL_DEFAULT_SENDER", "MAIL_DEFAULT_SENDER", parse_address, "From address, on the office's own domain"),
-    Setting("FLASK_INQUIRY_RECIPIENT", "INQUIRY_RECIPIENT", parse_address, "The office mailbox that receives inquiries"),
-    Setting("FLASK_INQUIRY_SIGNING_KEYS", "INQUIRY_SIGNING_KEYS", parse_list, "Keys that sign inquiry emails, oldest first; the last signs"),
-    Setting("FLASK_INQUIRY_RETENTION_DAYS", "INQUIRY_RETENTION_DAYS", _number(int, 0, 3650), "Days before personal fields are erased"),
-    Setting("FLASK_OUTBOX_STUCK_MINUTES", "OUTBOX_STUCK_MINUTES", _number(int, 1, 10080), "An undelivered inquiry older than this is reported as stuck"),
+    S("FLASK_CONFIG", parse_choice(*CONFIG_NAMES), "development",
+      "`development` (default), `production` or `testing`"),
+    S("FLASK_SECRET_KEY", parse_str, "", "Signs sessions and form tokens; 32+ bytes; required in production",
+      shown="development: made in the instance folder"),
+    S("FLASK_DEBUG", parse_bool, False, "Flask debug mode; refused in production"),
+    S("FLASK_INSTANCE_PATH", parse_str, "", "Folder for the database, development secrets and mail files",
+      shown="`./instance`"),
+    S("FLASK_SITE_URL", parse_url, "http://127.0.0.1:5000",
+      "Public address, used for canonical links, the sitemap and robots.txt; https required in production"),
+    S("FLASK_TRUSTED_HOSTS", parse_list, [], "Host names the site answers to (comma-separated)",
+      shown="any; production: the host of `FLASK_SITE_URL`"),
+    S("FLASK_PROXY_COUNT", _number(int, 0, 5), 0,
+      "Reverse proxies in front of the app whose `X-Forwarded-*` headers are trusted (1 behind nginx)"),
+    S("FLASK_FACEBOOK_URL", parse_url, "",
+      "The office's Facebook page; the footer link and structured data appear only when set"),
+    S("FLASK_OFFICE_HOURS", parse_str, "", "Office hours as the office wants them shown; hidden when empty"),
+    S("FLASK_HTMX_URL", parse_str, HTMX_URL,
+      "Where pages load htmx 2.0.11 from; a `/static/...` path self-hosts it", shown="jsDelivr URL of htmx.org@2.0.11"),
+    S("FLASK_HTMX_INTEGRITY", parse_str, HTMX_INTEGRITY, "Subresource Integrity hash of that file",
+      shown="the SHA-384 of htmx.org@2.0.11 `dist/htmx.min.js`"),
+    S("FLASK_DATABASE", parse_str, "", "SQLite file for inquiries", shown="`<instance>/rsct.sqlite3`"),
+    S("FLASK_MIN_FILL_SECONDS", _number(float, 0, 600), 3.0,
+      'A form sent faster than this after it was shown is marked "possibly automated"'),
+    S("FLASK_RATE_LIMIT_COUNT", _number(int, 1, 10000), 10, "Form submissions allowed per client per window"),
+    S("FLASK_RATE_LIMIT_SECONDS", _number(int, 1, 86400), 900, "Length of that window in seconds"),
+    S("FLASK_MAIL_SERVER", parse_str, "",
+      "SMTP host; empty in development writes mail to files; required in production", production=""),
+    S("FLASK_MAIL_PORT", _number(int, 1, 65535), 587, "SMTP port"),
+    S("FLASK_MAIL_USE_TLS", parse_bool, False, "Use STARTTLS (certificate and host name are verified)",
+      production=True),
+    S("FLASK_MAIL_USE_SSL", parse_bool, False, "Use implicit TLS, usually port 465"),
+    S("FLASK_MAIL_USERNAME", parse_str, "", "SMTP login name"),
+    S("FLASK_MAIL_PASSWORD", parse_str, "", "SMTP password"),
+    S("FLASK_MAIL_TIMEOUT", _number(float, 1, 300), 20.0, "Seconds before an SMTP connection or reply times out"),
+    S("FLASK_MAIL_CA_FILE", parse_str, "",
+      "CA certificates (PEM) for a private relay; the system's CAs when empty"),
+    S("FLASK_MAIL_DEFAULT_SENDER", parse_address, "RSCT website <website@localhost>",
+      "From address, on the office's own domain so SPF and DMARC pass; Message-IDs use its domain",
+      production="", shown="development: `website@localhost`; required in production"),
+    S("FLASK_INQUIRY_RECIPIENT", parse_address, "Madison office <office@localhost>",
+      "The office mailbox that receives inquiries and the digest",
+      production="", shown="development: `office@localhost`; required in production"),
+    S("FLASK_INQUIRY_SIGNING_KEYS", parse_list, [],
+      "Keys that sign inquiry emails, comma-separated, oldest first; the last one signs",
+      shown="development: made in the instance folder; required in production (32+ bytes each, not the secret key)"),
+    S("FLASK_INQUIRY_RETENTION_DAYS", _number(int, 0, 3650), 30,
+      "Days after delivery before an inquiry's personal fields are erased (0 = right after delivery)"),
+    S("FLASK_OUTBOX_STUCK_MINUTES", _number(int, 1, 10080), 30,
+      "An undelivered inquiry older than this is reported as stuck"),
 )
+del S
 
 
 class Config:
-    """Defaults shared by every configuration."""
+    """Fixed Flask keys shared by every configuration (the settings' defaults live in SETTINGS)."""
 
-    CONFIG_NAME = "development"
-    DEBUG = False
     TESTING = False
-    SECRET_KEY = ""
-    INSTANCE_PATH = ""
-    SITE_URL = "http://127.0.0.1:5000"
-    TRUSTED_HOSTS: list[str] = []
-    PROXY_COUNT = 0
-    FACEBOOK_URL = ""
-    OFFICE_HOURS = ""
-    HTMX_URL = HTMX_URL
-    HTMX_INTEGRITY = HTMX_INTEGRITY
-    DATABASE = ""
-    MIN_FILL_SECONDS = 3.0
-    RATE_LIMIT_COUNT = 10
-    RATE_LIMIT_SECONDS = 900
-    MAIL_SERVER = ""
-    MAIL_PORT = 587
-    MAIL_USE_TLS = False
-    MAIL_USE_SSL = False
-    MAIL_USERNAME = ""
-    MAIL_PASSWORD = ""
-    MAIL_TIMEOUT = 20.0
-    MAIL_CA_FILE = ""
-    MAIL_DEFAULT_SENDER = "RSCT website <website@localhost>"
-    INQUIRY_RECIPIENT = "Madison office <office@localhost>"
-    INQUIRY_SIGNING_KEYS: list[str] = []
-    INQUIRY_RETENTION_DAYS = 30
-    OUTBOX_STUCK_MINUTES = 30
     # Flask-Mail would print every message (visitors' words) when this follows DEBUG.
     MAIL_DEBUG = False
     MAX_CONTENT_LENGTH = 32 * 1024
@@ -160,22 +196,16 @@ class Config:
 
 
 class DevelopmentConfig(Config):
-    CONFIG_NAME = "development"
+    pass
 
 
 class TestingConfig(Config):
-    CONFIG_NAME = "testing"
     TESTING = True
     WTF_CSRF_ENABLED = False
-    MIN_FILL_SECONDS = 0.0
+    MIN_FILL_SECONDS = 0.0  # tests post a form the moment they have opened it
 
 
 class ProductionConfig(Config):
-    CONFIG_NAME = "production"
-    MAIL_PORT = 587
-    MAIL_USE_TLS = True
-    MAIL_DEFAULT_SENDER = ""
-    INQUIRY_RECIPIENT = ""
     SESSION_COOKIE_NAME = "__Host-session"
     SESSION_COOKIE_SECURE = True
     PREFERRED_URL_SCHEME = "https"
@@ -184,12 +214,23 @@ class ProductionConfig(Config):
 CLASSES = {"development": DevelopmentConfig, "production": ProductionConfig, "testing": TestingConfig}
 
 
+def settings_table() -> str:
+    """The README's settings table, made from SETTINGS (`python config.py` prints it)."""
+    rows = ["| Setting | What it does | Default |", "| --- | --- | --- |"]
+    rows += [f"| `{s.env}` | {s.help} | {s.default_text()} |" for s in SETTINGS]
+    return "\n".join(rows) + "\n"
+
+
 def load(environ: os._Environ | dict, instance_path: str, overrides: dict | None = None) -> dict:
     """Build the settings: class defaults, then the environment, then overrides (tests)."""
     overrides = dict(overrides or {})
-    name = overrides.get("CONFIG_NAME") or parse_choice(*CONFIG_NAMES)("FLASK_CONFIG", environ.get("FLASK_CONFIG", "development"))
+    name = overrides.get("CONFIG_NAME") or parse_choice(*CONFIG_NAMES)(
+        "FLASK_CONFIG", environ.get("FLASK_CONFIG", "development")
+    )
+    settings = {setting.key: setting.default_for(name) for setting in SETTINGS}
     cls = CLASSES[name]
-    settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+    settings.update({key: getattr(cls, key) for key in dir(cls) if key.isupper()})
+    settings["CONFIG_NAME"] = name
     for setting in SETTINGS:
         if setting.env in environ and setting.env != "FLASK_CONFIG":
             settings[setting.key] = setting.parse(setting.env, environ[setting.env])
@@ -232,7 +273,9 @@ def check_production(s: dict) -> None:
             raise ConfigError(f"{env} is required in production (mail is never written to files there)")
     keys = s["INQUIRY_SIGNING_KEYS"]
     if not keys or any(len(k.encode()) < MIN_KEY_BYTES for k in keys):
-        raise ConfigError(f"FLASK_INQUIRY_SIGNING_KEYS must hold one or more keys of at least {MIN_KEY_BYTES} bytes in production")
+        raise ConfigError(
+            f"FLASK_INQUIRY_SIGNING_KEYS must hold one or more keys of at least {MIN_KEY_BYTES} bytes in production"
+        )
     if s["SECRET_KEY"] in keys:
         raise ConfigError("FLASK_INQUIRY_SIGNING_KEYS must differ from FLASK_SECRET_KEY")
     plain = not (s["MAIL_USE_TLS"] or s["MAIL_USE_SSL"])
@@ -262,3 +305,7 @@ def instance_secret(folder: str, name: str) -> str:
             os.unlink(temp)
     with open(path, encoding="ascii") as handle:
         return handle.read().strip()
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -4,19 +4,13 @@ import signal
 import sqlite3
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import inquiries
-from . import mailer
-from . import outbox
-from . import sender
-from . import signing
-from . import security
-from . import storage
+from . import inquiries, mailer, outbox, security, sender, signing, storage
 
 outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report on delivery.")
 inquiry_cli = AppGroup("inquiry", help="Read, release, erase and verify inquiries.")
@@ -127,7 +121,7 @@ def inquiry_delete(reference):
     try:
         erased = inquiries.erase(current_app.config["DATABASE"], reference)
     except inquiries.BeingSent:
-        raise click.ClickException(f"{reference} is being emailed right now; try again in a minute.")
+        raise click.ClickException(f"{reference} is being emailed right now; try again in a minute.") from None
     if not erased:
         raise click.ClickException(f"No inquiry {reference} with details left to erase.")
     click.echo(f"Erased the details of {reference.upper()}.")
@@ -146,7 +140,7 @@ def inquiry_digest():
     try:
         count = sender.send_digest()
     except (mailer.TransientError, mailer.PermanentError) as error:
-        raise click.ClickException(f"The digest could not be sent: {error}")
+        raise click.ClickException(f"The digest could not be sent: {error}") from None
     click.echo(f"Digest sent with {count} inquiries." if count else "Nothing held since the last digest.")
 
 
@@ -178,7 +172,7 @@ def backup(destination):
             source.backup(target)
         finally:
             target.close()
-    click.echo(f"Backed up to {destination} at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%SZ}.")
+    click.echo(f"Backed up to {destination} at {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}.")
 
 
 @click.command("security-headers")

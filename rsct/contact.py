@@ -4,15 +4,11 @@ import hmac
 import secrets
 import time
 
-from flask import (Blueprint, current_app, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import inquiries
-from . import mailer
-from . import ratelimit
-from . import storage
+from . import inquiries, mailer, ratelimit, storage
 from .forms import ContactForm
 from .htmx import is_htmx, notice_response
 

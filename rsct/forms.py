@@ -9,6 +9,8 @@ from wtforms.fields import EmailField, TelField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, StopValidation, ValidationError
 
+from .inquiries import FIELD_NAMES
+
 NAME_MAX, PHONE_MAX, EMAIL_MAX, MESSAGE_MAX = 100, 40, 254, 1000
 NEEDS_PHONE = ("call", "text")
 
@@ -119,8 +121,7 @@ class ContactForm(FlaskForm):
 
         The fields themselves keep what the visitor typed, so a form shown again shows their words.
         """
-        fields = {name: (getattr(self, name).data or None) for name in
-                  ("name", "contact_method", "phone", "email", "best_time", "leave_message", "for_whom", "message")}
+        fields = {name: (getattr(self, name).data or None) for name in FIELD_NAMES}
         fields["phone"] = normalise_phone(fields["phone"]) if fields["phone"] else None
         fields["email"] = normalise_email(fields["email"]) if fields["email"] else None
         fields["leave_message"] = fields["leave_message"] or "no"  # never assume yes
@@ -136,8 +137,10 @@ def normalise_email(text: str) -> str:
     except EmailNotValidError as error:
         if "before the @-sign are not supported" in str(error):
             raise ValidationError("We can't send email to an address with accented letters before the @. "
-                                  "Please give another address, or choose a phone call or a text message.")
-        raise ValidationError("This doesn't look like an email address. Please check it, for example name@example.com.")
+                                  "Please give another address, or choose a phone call or a text message.") from None
+        raise ValidationError(
+            "This doesn't look like an email address. Please check it, for example name@example.com."
+        ) from None
 
 
 def normalise_phone(text: str) -> str:
@@ -146,7 +149,7 @@ def normalise_phone(text: str) -> str:
     try:
         number = phonenumbers.parse(text, "US")
     except phonenumbers.NumberParseException:
-        raise ValidationError(message)
+        raise ValidationError(message) from None
     if not phonenumbers.is_valid_number(number):
         raise ValidationError(message)
     style = (phonenumbers.PhoneNumberFormat.NATIONAL if number.country_code == 1

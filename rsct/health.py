@@ -1,8 +1,7 @@
 """Health checks for an outside monitor: no personal data, and no dependence on mail working."""
 from flask import Blueprint, current_app, jsonify
 
-from . import outbox
-from . import storage
+from . import outbox, storage
 
 bp = Blueprint("health", __name__)
 

@@ -35,8 +35,16 @@ def content_hash(fields: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def store(path: str, form_token: str, fields: dict, *, quarantine_reason: str | None = None,
-          possibly_automated: bool = False, message_domain: str = "localhost", session_tag: str | None = None) -> Stored:
+def store(
+    path: str,
+    form_token: str,
+    fields: dict,
+    *,
+    quarantine_reason: str | None = None,
+    possibly_automated: bool = False,
+    message_domain: str = "localhost",
+    session_tag: str | None = None,
+) -> Stored:
     """Save a submission and, unless quarantined, its outbox entry, in one transaction.
 
     The same form token with the same content, or the same content within the hour from the same

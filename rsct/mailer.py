@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.mime.text import MIMEText
 from email.utils import make_msgid, parseaddr
 from zoneinfo import ZoneInfo
@@ -19,8 +19,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app, render_template
 from flask_mail import Connection, Message
 
-from . import office
-from . import signing
+from . import office, signing
 from .forms import FOR_WHOM, METHODS, TIMES
 
 LABELS = {choice.value: choice.label for choice in (*METHODS, *TIMES, *FOR_WHOM)}
@@ -41,7 +40,7 @@ class PermanentError(Exception):
 
 def local_time(timestamp: float) -> str:
     """A submission time as the office reads it, in its own time zone, with UTC for the record."""
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, UTC)
     local = moment.astimezone(ZoneInfo(office.TIME_ZONE))
     return f"{local:%A, %B %-d, %Y at %-I:%M %p %Z} ({moment:%Y-%m-%dT%H:%M:%SZ})"
 
@@ -140,7 +139,8 @@ def deliver(message: Message, name: str) -> str:
         raise (PermanentError if permanent else TransientError)(reason) from error
     except smtplib.SMTPRecipientsRefused as error:
         codes = [code for code, _ in error.recipients.values()]
-        reason = "recipient refused: " + ", ".join(f"SMTP {code} {_text(text)}" for code, text in error.recipients.values())
+        refusals = (f"SMTP {code} {_text(text)}" for code, text in error.recipients.values())
+        reason = "recipient refused: " + ", ".join(refusals)
         raise (PermanentError if all(code >= 500 for code in codes) else TransientError)(reason) from error
     except (smtplib.SMTPException, OSError) as error:  # includes timeouts, refusals, TLS failures
         raise TransientError(f"{error.__class__.__name__}: {_text(str(error))}") from error

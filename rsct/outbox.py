@@ -10,8 +10,8 @@ import random
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import storage
 from .mailer import PermanentError, TransientError

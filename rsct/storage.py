@@ -1,8 +1,8 @@
 """The SQLite file: connections with safe settings, and the schema the app migrates itself."""
 import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 BUSY_TIMEOUT_MS = 5000
 

@@ -109,10 +109,19 @@ def test_development_logs_one_line_saying_so(tmp_path, monkeypatch, caplog):
     assert [r.message for r in caplog.records if "development mode" in r.message] != []
 
 
-def test_readme_lists_every_setting():
+def test_readme_settings_table_is_the_one_config_makes():
+    """The README's table is generated from config.SETTINGS (`python config.py`), so the two never drift."""
     readme = (ROOT / "README.md").read_text()
-    missing = [s.env for s in config.SETTINGS if f"`{s.env}`" not in readme]
-    assert missing == []
+    table = config.settings_table()
+    assert all(f"`{s.env}`" in table for s in config.SETTINGS)
+    assert table in readme, "README's settings table is out of date: paste the output of `.venv/bin/python config.py`"
+
+
+def test_each_setting_is_declared_once():
+    names = [s.env for s in config.SETTINGS]
+    assert len(names) == len(set(names))
+    fixed = {key for cls in config.CLASSES.values() for key in dir(cls) if key.isupper()}
+    assert fixed & {s.key for s in config.SETTINGS} <= {"MIN_FILL_SECONDS"}  # testing posts at once
 
 
 def test_a_bad_setting_stops_the_flask_command_with_one_line(tmp_path):
