@@ -1,4 +1,5 @@
 """The application factory: wiring only. `flask --app app run` and `gunicorn "app:create_app()"`."""
+
 import os
 
 from flask import Flask

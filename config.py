@@ -4,6 +4,7 @@ Every setting is declared once in SETTINGS; the README's table lists the same na
 (a test keeps the two in step). A bad value raises ConfigError, which stops start-up
 with one line that says what to fix.
 """
+
 import copy
 import os
 import secrets
@@ -48,6 +49,7 @@ def _number(kind: type, low: float, high: float) -> Callable[[str, str], Any]:
         if value is None or not low <= value <= high:
             raise ConfigError(f"{name} must be a number from {low} to {high}, not {raw!r}")
         return value
+
     return parse
 
 
@@ -76,6 +78,7 @@ def parse_choice(*choices: str) -> Callable[[str, str], str]:
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
         return value
+
     return parse
 
 
@@ -128,55 +131,126 @@ def _shown_value(value: Any) -> str:
 
 S = Setting
 SETTINGS = (
-    S("FLASK_CONFIG", parse_choice(*CONFIG_NAMES), "development",
-      "`development` (default), `production` or `testing`"),
-    S("FLASK_SECRET_KEY", parse_str, "", "Signs sessions and form tokens; 32+ bytes; required in production",
-      shown="development: made in the instance folder"),
+    S("FLASK_CONFIG", parse_choice(*CONFIG_NAMES), "development", "`development` (default), `production` or `testing`"),
+    S(
+        "FLASK_SECRET_KEY",
+        parse_str,
+        "",
+        "Signs sessions and form tokens; 32+ bytes; required in production",
+        shown="development: made in the instance folder",
+    ),
     S("FLASK_DEBUG", parse_bool, False, "Flask debug mode; refused in production"),
-    S("FLASK_INSTANCE_PATH", parse_str, "", "Folder for the database, development secrets and mail files",
-      shown="`./instance`"),
-    S("FLASK_SITE_URL", parse_url, "http://127.0.0.1:5000",
-      "Public address, used for canonical links, the sitemap and robots.txt; https required in production"),
-    S("FLASK_TRUSTED_HOSTS", parse_list, [], "Host names the site answers to (comma-separated)",
-      shown="any; production: the host of `FLASK_SITE_URL`"),
-    S("FLASK_PROXY_COUNT", _number(int, 0, 5), 0,
-      "Reverse proxies in front of the app whose `X-Forwarded-*` headers are trusted (1 behind nginx)"),
-    S("FLASK_FACEBOOK_URL", parse_url, "",
-      "The office's Facebook page; the footer link and structured data appear only when set"),
+    S(
+        "FLASK_INSTANCE_PATH",
+        parse_str,
+        "",
+        "Folder for the database, development secrets and mail files",
+        shown="`./instance`",
+    ),
+    S(
+        "FLASK_SITE_URL",
+        parse_url,
+        "http://127.0.0.1:5000",
+        "Public address, used for canonical links, the sitemap and robots.txt; https required in production",
+    ),
+    S(
+        "FLASK_TRUSTED_HOSTS",
+        parse_list,
+        [],
+        "Host names the site answers to (comma-separated)",
+        shown="any; production: the host of `FLASK_SITE_URL`",
+    ),
+    S(
+        "FLASK_PROXY_COUNT",
+        _number(int, 0, 5),
+        0,
+        "Reverse proxies in front of the app whose `X-Forwarded-*` headers are trusted (1 behind nginx)",
+    ),
+    S(
+        "FLASK_FACEBOOK_URL",
+        parse_url,
+        "",
+        "The office's Facebook page; the footer link and structured data appear only when set",
+    ),
     S("FLASK_OFFICE_HOURS", parse_str, "", "Office hours as the office wants them shown; hidden when empty"),
-    S("FLASK_HTMX_URL", parse_str, HTMX_URL,
-      "Where pages load htmx 2.0.11 from; a `/static/...` path self-hosts it", shown="jsDelivr URL of htmx.org@2.0.11"),
-    S("FLASK_HTMX_INTEGRITY", parse_str, HTMX_INTEGRITY, "Subresource Integrity hash of that file",
-      shown="the SHA-384 of htmx.org@2.0.11 `dist/htmx.min.js`"),
+    S(
+        "FLASK_HTMX_URL",
+        parse_str,
+        HTMX_URL,
+        "Where pages load htmx 2.0.11 from; a `/static/...` path self-hosts it",
+        shown="jsDelivr URL of htmx.org@2.0.11",
+    ),
+    S(
+        "FLASK_HTMX_INTEGRITY",
+        parse_str,
+        HTMX_INTEGRITY,
+        "Subresource Integrity hash of that file",
+        shown="the SHA-384 of htmx.org@2.0.11 `dist/htmx.min.js`",
+    ),
     S("FLASK_DATABASE", parse_str, "", "SQLite file for inquiries", shown="`<instance>/rsct.sqlite3`"),
-    S("FLASK_MIN_FILL_SECONDS", _number(float, 0, 600), 3.0,
-      'A form sent faster than this after it was shown is marked "possibly automated"'),
+    S(
+        "FLASK_MIN_FILL_SECONDS",
+        _number(float, 0, 600),
+        3.0,
+        'A form sent faster than this after it was shown is marked "possibly automated"',
+    ),
     S("FLASK_RATE_LIMIT_COUNT", _number(int, 1, 10000), 10, "Form submissions allowed per client per window"),
     S("FLASK_RATE_LIMIT_SECONDS", _number(int, 1, 86400), 900, "Length of that window in seconds"),
-    S("FLASK_MAIL_SERVER", parse_str, "",
-      "SMTP host; empty in development writes mail to files; required in production", production=""),
+    S(
+        "FLASK_MAIL_SERVER",
+        parse_str,
+        "",
+        "SMTP host; empty in development writes mail to files; required in production",
+        production="",
+    ),
     S("FLASK_MAIL_PORT", _number(int, 1, 65535), 587, "SMTP port"),
-    S("FLASK_MAIL_USE_TLS", parse_bool, False, "Use STARTTLS (certificate and host name are verified)",
-      production=True),
+    S(
+        "FLASK_MAIL_USE_TLS",
+        parse_bool,
+        False,
+        "Use STARTTLS (certificate and host name are verified)",
+        production=True,
+    ),
     S("FLASK_MAIL_USE_SSL", parse_bool, False, "Use implicit TLS, usually port 465"),
     S("FLASK_MAIL_USERNAME", parse_str, "", "SMTP login name"),
     S("FLASK_MAIL_PASSWORD", parse_str, "", "SMTP password"),
     S("FLASK_MAIL_TIMEOUT", _number(float, 1, 300), 20.0, "Seconds before an SMTP connection or reply times out"),
-    S("FLASK_MAIL_CA_FILE", parse_str, "",
-      "CA certificates (PEM) for a private relay; the system's CAs when empty"),
-    S("FLASK_MAIL_DEFAULT_SENDER", parse_address, "RSCT website <website@localhost>",
-      "From address, on the office's own domain so SPF and DMARC pass; Message-IDs use its domain",
-      production="", shown="development: `website@localhost`; required in production"),
-    S("FLASK_INQUIRY_RECIPIENT", parse_address, "Madison office <office@localhost>",
-      "The office mailbox that receives inquiries and the digest",
-      production="", shown="development: `office@localhost`; required in production"),
-    S("FLASK_INQUIRY_SIGNING_KEYS", parse_list, [],
-      "Keys that sign inquiry emails, comma-separated, oldest first; the last one signs",
-      shown="development: made in the instance folder; required in production (32+ bytes each, not the secret key)"),
-    S("FLASK_INQUIRY_RETENTION_DAYS", _number(int, 0, 3650), 30,
-      "Days after delivery before an inquiry's personal fields are erased (0 = right after delivery)"),
-    S("FLASK_OUTBOX_STUCK_MINUTES", _number(int, 1, 10080), 30,
-      "An undelivered inquiry older than this is reported as stuck"),
+    S("FLASK_MAIL_CA_FILE", parse_str, "", "CA certificates (PEM) for a private relay; the system's CAs when empty"),
+    S(
+        "FLASK_MAIL_DEFAULT_SENDER",
+        parse_address,
+        "RSCT website <website@localhost>",
+        "From address, on the office's own domain so SPF and DMARC pass; Message-IDs use its domain",
+        production="",
+        shown="development: `website@localhost`; required in production",
+    ),
+    S(
+        "FLASK_INQUIRY_RECIPIENT",
+        parse_address,
+        "Madison office <office@localhost>",
+        "The office mailbox that receives inquiries and the digest",
+        production="",
+        shown="development: `office@localhost`; required in production",
+    ),
+    S(
+        "FLASK_INQUIRY_SIGNING_KEYS",
+        parse_list,
+        [],
+        "Keys that sign inquiry emails, comma-separated, oldest first; the last one signs",
+        shown="development: made in the instance folder; required in production (32+ bytes each, not the secret key)",
+    ),
+    S(
+        "FLASK_INQUIRY_RETENTION_DAYS",
+        _number(int, 0, 3650),
+        30,
+        "Days after delivery before an inquiry's personal fields are erased (0 = right after delivery)",
+    ),
+    S(
+        "FLASK_OUTBOX_STUCK_MINUTES",
+        _number(int, 1, 10080),
+        30,
+        "An undelivered inquiry older than this is reported as stuck",
+    ),
 )
 del S
 
@@ -243,7 +317,8 @@ def load(environ: os._Environ | dict, instance_path: str, overrides: dict | None
     else:
         settings["SECRET_KEY"] = settings["SECRET_KEY"] or instance_secret(settings["INSTANCE_PATH"], "secret_key")
         settings["INQUIRY_SIGNING_KEYS"] = settings["INQUIRY_SIGNING_KEYS"] or [
-            instance_secret(settings["INSTANCE_PATH"], "signing_key")]
+            instance_secret(settings["INSTANCE_PATH"], "signing_key")
+        ]
     check_common(settings)
     return settings
 
@@ -261,14 +336,19 @@ def check_common(s: dict) -> None:
 def check_production(s: dict) -> None:
     """Refuse settings that are unsafe on a public server, one clear line each."""
     if len(s["SECRET_KEY"].encode()) < MIN_KEY_BYTES:
-        raise ConfigError(f"FLASK_SECRET_KEY must be set to at least {MIN_KEY_BYTES} random bytes in production"
-                          " (python3 -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        raise ConfigError(
+            f"FLASK_SECRET_KEY must be set to at least {MIN_KEY_BYTES} random bytes in production"
+            " (python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
     if s["DEBUG"]:
         raise ConfigError("FLASK_DEBUG must be off in production")
     if not s["SITE_URL"].startswith("https://") or "127.0.0.1" in s["SITE_URL"]:
         raise ConfigError("FLASK_SITE_URL must be the site's public https:// address in production")
-    for env, key in (("FLASK_MAIL_SERVER", "MAIL_SERVER"), ("FLASK_MAIL_DEFAULT_SENDER", "MAIL_DEFAULT_SENDER"),
-                     ("FLASK_INQUIRY_RECIPIENT", "INQUIRY_RECIPIENT")):
+    for env, key in (
+        ("FLASK_MAIL_SERVER", "MAIL_SERVER"),
+        ("FLASK_MAIL_DEFAULT_SENDER", "MAIL_DEFAULT_SENDER"),
+        ("FLASK_INQUIRY_RECIPIENT", "INQUIRY_RECIPIENT"),
+    ):
         if not s[key]:
             raise ConfigError(f"{env} is required in production (mail is never written to files there)")
     keys = s["INQUIRY_SIGNING_KEYS"]

@@ -4,6 +4,7 @@ Bounded and short (a few seconds): N form posts through the WSGI app into a real
 (WAL, synchronous=FULL), then delivery of all of them to a local aiosmtpd server.
 Run: .venv/bin/python bench/submit_and_deliver.py [N]
 """
+
 import re
 import resource
 import socket
@@ -36,18 +37,34 @@ def main(count: int) -> None:
     smtp.start()
     try:
         with tempfile.TemporaryDirectory() as folder:
-            app = create_app({"CONFIG_NAME": "testing", "INSTANCE_PATH": folder, "MAIL_SERVER": "127.0.0.1",
-                              "MAIL_PORT": port, "MAIL_SUPPRESS_SEND": False,
-                              "RATE_LIMIT_COUNT": 10 ** 6})
+            app = create_app(
+                {
+                    "CONFIG_NAME": "testing",
+                    "INSTANCE_PATH": folder,
+                    "MAIL_SERVER": "127.0.0.1",
+                    "MAIL_PORT": port,
+                    "MAIL_SUPPRESS_SEND": False,
+                    "RATE_LIMIT_COUNT": 10**6,
+                }
+            )
             app.extensions["mail"].suppress = False
             client = app.test_client()
             token = re.search(r'name="form_token" type="hidden" value="([^"]+)"', client.get("/contact").text)[1]
             timings = []
             for i in range(count):
                 started = time.perf_counter()
-                response = client.post("/contact", headers={"HX-Request": "true"}, data={
-                    "form_token": token, "name": f"Bench {i}", "contact_method": "call",
-                    "phone": "203 555 0147", "leave_message": "no", "message": "benchmark " * 20})
+                response = client.post(
+                    "/contact",
+                    headers={"HX-Request": "true"},
+                    data={
+                        "form_token": token,
+                        "name": f"Bench {i}",
+                        "contact_method": "call",
+                        "phone": "203 555 0147",
+                        "leave_message": "no",
+                        "message": "benchmark " * 20,
+                    },
+                )
                 timings.append(time.perf_counter() - started)
                 assert response.status_code == 200, response.status_code
             started = time.perf_counter()
@@ -58,10 +75,14 @@ def main(count: int) -> None:
         smtp.stop()
     timings.sort()
     print(f"form posts stored: {count}")
-    print(f"  latency p50 {statistics.median(timings) * 1000:.1f} ms, "
-          f"p95 {timings[int(count * 0.95) - 1] * 1000:.1f} ms, max {timings[-1] * 1000:.1f} ms")
-    print(f"delivered to SMTP: {len(delivered)} (server got {Count.messages}) in {delivery:.2f} s "
-          f"= {len(delivered) / delivery:.0f} messages/s")
+    print(
+        f"  latency p50 {statistics.median(timings) * 1000:.1f} ms, "
+        f"p95 {timings[int(count * 0.95) - 1] * 1000:.1f} ms, max {timings[-1] * 1000:.1f} ms"
+    )
+    print(
+        f"delivered to SMTP: {len(delivered)} (server got {Count.messages}) in {delivery:.2f} s "
+        f"= {len(delivered) / delivery:.0f} messages/s"
+    )
     print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -1,4 +1,5 @@
 """Exit 0 when a file's SHA-384 matches the pinned htmx integrity in config.py, else say why and exit 1."""
+
 import base64
 import hashlib
 import pathlib

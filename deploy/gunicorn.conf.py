@@ -2,6 +2,7 @@
 
 Start: gunicorn -c deploy/gunicorn.conf.py "app:create_app()"
 """
+
 import multiprocessing
 import os
 

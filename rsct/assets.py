@@ -1,4 +1,5 @@
 """Static files with a content hash in their URL, so browsers keep them for a year and a release busts caches."""
+
 import hashlib
 import os
 from functools import lru_cache

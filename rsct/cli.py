@@ -1,4 +1,5 @@
 """Operator commands: `flask --app app outbox ...`, `inquiry ...` and `backup`."""
+
 import os
 import signal
 import sqlite3
@@ -45,8 +46,7 @@ def outbox_run():
 def outbox_send():
     """Deliver what is due once, then exit (for a timer). Exits 1 if anything could not be delivered."""
     outcome = sender.deliver_due()
-    click.echo(f"Delivered {len(outcome.delivered)}, will retry {len(outcome.retrying)}, "
-               f"failed {len(outcome.failed)}.")
+    click.echo(f"Delivered {len(outcome.delivered)}, will retry {len(outcome.retrying)}, failed {len(outcome.failed)}.")
     sys.exit(1 if outcome.retrying or outcome.failed else 0)
 
 
@@ -60,11 +60,14 @@ def outbox_status():
     age = report["oldest_undelivered_seconds"]
     click.echo("oldest undelivered: " + (f"{age / 60:.1f} minutes" if age is not None else "none"))
     for failure in report["failures"]:
-        click.echo(f"  {failure['reference']} ({failure['state']}, {failure['attempts']} attempts): "
-                   f"{failure['last_error']}")
+        click.echo(
+            f"  {failure['reference']} ({failure['state']}, {failure['attempts']} attempts): {failure['last_error']}"
+        )
     if report["stuck"]:
-        click.echo(f"STUCK: an inquiry has waited more than {config['OUTBOX_STUCK_MINUTES']} minutes, "
-                   "or one failed for good.", err=True)
+        click.echo(
+            f"STUCK: an inquiry has waited more than {config['OUTBOX_STUCK_MINUTES']} minutes, or one failed for good.",
+            err=True,
+        )
         sys.exit(2)
     click.echo("OK")
 
@@ -78,11 +81,14 @@ def _when(timestamp) -> str:
 def inquiry_list(limit):
     """The newest inquiries: reference, time, state (no personal details; use `show`)."""
     for row in inquiries.recent(current_app.config["DATABASE"], limit):
-        flags = [flag for flag, on in (("possibly automated", row["possibly_automated"]),
-                                       ("erased", row["erased_at"])) if on]
+        flags = [
+            flag for flag, on in (("possibly automated", row["possibly_automated"]), ("erased", row["erased_at"])) if on
+        ]
         reason = f" ({row['quarantine_reason']})" if row["quarantine_reason"] else ""
-        click.echo(f"{row['reference']}  {_when(row['submitted_at'])}  {row['state']}{reason}"
-                   + (f"  [{', '.join(flags)}]" if flags else ""))
+        click.echo(
+            f"{row['reference']}  {_when(row['submitted_at'])}  {row['state']}{reason}"
+            + (f"  [{', '.join(flags)}]" if flags else "")
+        )
 
 
 @inquiry_cli.command("show")
@@ -95,8 +101,10 @@ def inquiry_show(reference):
     click.echo(f"Reference: {row['reference']}\nSubmitted: {_when(row['submitted_at'])}\nState: {row['state']}")
     if row["quarantine_reason"]:
         click.echo(f"Held because: {row['quarantine_reason']}")
-    click.echo(f"Attempts: {row['attempts'] or 0}  Last error: {row['last_error'] or '-'}  "
-               f"Delivered: {_when(row['delivered_at'])}")
+    click.echo(
+        f"Attempts: {row['attempts'] or 0}  Last error: {row['last_error'] or '-'}  "
+        f"Delivered: {_when(row['delivered_at'])}"
+    )
     if row["erased_at"]:
         click.echo(f"Personal details erased: {_when(row['erased_at'])}")
         return

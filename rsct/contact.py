@@ -1,4 +1,5 @@
 """The contact page and its call-back form: one URL for htmx and for plain browsers."""
+
 import hashlib
 import hmac
 import secrets
@@ -54,10 +55,14 @@ def submit():
         if not ratelimit.allow(config["DATABASE"], client, config["RATE_LIMIT_COUNT"], config["RATE_LIMIT_SECONDS"]):
             return _form_response(contact_form, 429, notice="rate_limited")
         stored = inquiries.store(
-            config["DATABASE"], nonce, fields,
+            config["DATABASE"],
+            nonce,
+            fields,
             quarantine_reason="honeypot field filled" if contact_form.website.data else None,
-            possibly_automated=automated, message_domain=mailer.sender_domain(config["MAIL_DEFAULT_SENDER"]),
-            session_tag=tag)
+            possibly_automated=automated,
+            message_domain=mailer.sender_domain(config["MAIL_DEFAULT_SENDER"]),
+            session_tag=tag,
+        )
     if stored.created:
         current_app.logger.info("Inquiry %s stored", stored.reference)
     thanks = {"reference": stored.reference, "method": contact_form.contact_method.data}
@@ -83,8 +88,9 @@ def check(field):
     if field == "contact_method":
         # Only re-check a field the visitor has filled in: an empty one is not wrong yet.
         dependants = {name: msg if request.form.get(name, "").strip() else "" for name, msg in messages.items()}
-        return render_template("_field_messages.html", message=_first_error(contact_form, field),
-                               out_of_band=dependants)
+        return render_template(
+            "_field_messages.html", message=_first_error(contact_form, field), out_of_band=dependants
+        )
     return render_template("_field_messages.html", message=messages[field], out_of_band={})
 
 
@@ -138,8 +144,9 @@ def _session_tag() -> str | None:
     browser = session.get("browser")
     if not browser:
         return None
-    return hmac.new(current_app.config["SECRET_KEY"].encode(), b"rsct.session:" + browser.encode(),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        current_app.config["SECRET_KEY"].encode(), b"rsct.session:" + browser.encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def _token_serializer() -> URLSafeTimedSerializer:

@@ -1,4 +1,5 @@
 """Error pages: calm words and the phone number, whatever went wrong."""
+
 from flask import Blueprint, Response, current_app, render_template
 from werkzeug.exceptions import HTTPException, SecurityError
 

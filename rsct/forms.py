@@ -1,4 +1,5 @@
 """The call-back form: fields, validators and the messages a visitor sees."""
+
 import unicodedata
 
 import phonenumbers
@@ -48,9 +49,11 @@ def multi_line(form, field):
 
 def limit(maximum: int, message: str):
     """Stop at the first problem: a too-long value gets one clear message and no more checks."""
+
     def check(form, field):
         if field.data and len(field.data) > maximum:
             raise StopValidation(message)
+
     return check
 
 
@@ -66,12 +69,17 @@ def one_of(choices, required_message=None):
             raise StopValidation()
         if field.data not in allowed:
             raise StopValidation("Please choose one of the options.")
+
     return check
 
 
 METHODS = [SelectChoice("call", "Phone call"), SelectChoice("text", "Text message"), SelectChoice("email", "Email")]
-TIMES = [SelectChoice("morning", "Morning"), SelectChoice("afternoon", "Afternoon"),
-         SelectChoice("evening", "Evening"), SelectChoice("any", "Any time")]
+TIMES = [
+    SelectChoice("morning", "Morning"),
+    SelectChoice("afternoon", "Afternoon"),
+    SelectChoice("evening", "Evening"),
+    SelectChoice("any", "Any time"),
+]
 YES_NO = [SelectChoice("no", "No"), SelectChoice("yes", "Yes")]
 FOR_WHOM = [SelectChoice("self", "Myself"), SelectChoice("other", "Someone I care about")]
 
@@ -79,22 +87,48 @@ FOR_WHOM = [SelectChoice("self", "Myself"), SelectChoice("other", "Someone I car
 class ContactForm(FlaskForm):
     """Everything a visitor may tell us; only a name and one way to reach them are needed."""
 
-    name = StringField("Name", filters=[clean_text], validators=[
-        DataRequired("Please tell us a name we can use. A first name is enough."),
-        limit(NAME_MAX, "Please keep the name under 100 characters."), single_line])
-    contact_method = RadioField("How should we reach you?", choices=METHODS, validate_choice=False,
-                                validators=[one_of(METHODS, "Please choose how we should reach you.")])
-    phone = TelField("Phone", filters=[clean_text], validators=[
-        limit(PHONE_MAX, "Please keep the phone number under 40 characters."), single_line])
-    email = EmailField("Email", filters=[clean_text], validators=[
-        limit(EMAIL_MAX, "Please keep the email address under 254 characters."), single_line])
+    name = StringField(
+        "Name",
+        filters=[clean_text],
+        validators=[
+            DataRequired("Please tell us a name we can use. A first name is enough."),
+            limit(NAME_MAX, "Please keep the name under 100 characters."),
+            single_line,
+        ],
+    )
+    contact_method = RadioField(
+        "How should we reach you?",
+        choices=METHODS,
+        validate_choice=False,
+        validators=[one_of(METHODS, "Please choose how we should reach you.")],
+    )
+    phone = TelField(
+        "Phone",
+        filters=[clean_text],
+        validators=[limit(PHONE_MAX, "Please keep the phone number under 40 characters."), single_line],
+    )
+    email = EmailField(
+        "Email",
+        filters=[clean_text],
+        validators=[limit(EMAIL_MAX, "Please keep the email address under 254 characters."), single_line],
+    )
     best_time = RadioField("Best time to reach you", choices=TIMES, validate_choice=False, validators=[one_of(TIMES)])
-    leave_message = RadioField("Is it OK to leave a message that mentions our name?", choices=YES_NO,
-                               default="no", validate_choice=False, validators=[one_of(YES_NO)])
+    leave_message = RadioField(
+        "Is it OK to leave a message that mentions our name?",
+        choices=YES_NO,
+        default="no",
+        validate_choice=False,
+        validators=[one_of(YES_NO)],
+    )
     for_whom = RadioField("Who is this for?", choices=FOR_WHOM, validate_choice=False, validators=[one_of(FOR_WHOM)])
-    message = TextAreaField("Anything you'd like us to know", filters=[clean_text], validators=[
-        limit(MESSAGE_MAX, "Please keep your note under 1,000 characters. You can tell us more when we talk."),
-        multi_line])
+    message = TextAreaField(
+        "Anything you'd like us to know",
+        filters=[clean_text],
+        validators=[
+            limit(MESSAGE_MAX, "Please keep your note under 1,000 characters. You can tell us more when we talk."),
+            multi_line,
+        ],
+    )
     # A trap for robots: hidden from people, screen readers and autofill (see _contact_form.html).
     website = StringField("Leave this field empty", filters=[clean_text, clip])
     form_token = HiddenField(filters=[clip])
@@ -136,8 +170,10 @@ def normalise_email(text: str) -> str:
         return validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as error:
         if "before the @-sign are not supported" in str(error):
-            raise ValidationError("We can't send email to an address with accented letters before the @. "
-                                  "Please give another address, or choose a phone call or a text message.") from None
+            raise ValidationError(
+                "We can't send email to an address with accented letters before the @. "
+                "Please give another address, or choose a phone call or a text message."
+            ) from None
         raise ValidationError(
             "This doesn't look like an email address. Please check it, for example name@example.com."
         ) from None
@@ -152,6 +188,9 @@ def normalise_phone(text: str) -> str:
         raise ValidationError(message) from None
     if not phonenumbers.is_valid_number(number):
         raise ValidationError(message)
-    style = (phonenumbers.PhoneNumberFormat.NATIONAL if number.country_code == 1
-             else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if number.country_code == 1
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
     return phonenumbers.format_number(number, style)

@@ -1,4 +1,5 @@
 """Health checks for an outside monitor: no personal data, and no dependence on mail working."""
+
 from flask import Blueprint, current_app, jsonify
 
 from . import outbox, storage
@@ -27,9 +28,12 @@ def mail_health():
         report = outbox.status(config["DATABASE"], config["OUTBOX_STUCK_MINUTES"])
     except storage.StorageError:
         return jsonify(status="database unavailable"), 503
-    body = {"status": "stuck" if report["stuck"] else "ok",
-            "pending": report["counts"].get("pending", 0), "failed_open": report["failed_open"],
-            "oldest_undelivered_seconds": report["oldest_undelivered_seconds"]}
+    body = {
+        "status": "stuck" if report["stuck"] else "ok",
+        "pending": report["counts"].get("pending", 0),
+        "failed_open": report["failed_open"],
+        "oldest_undelivered_seconds": report["oldest_undelivered_seconds"],
+    }
     return jsonify(body), 503 if report["stuck"] else 200
 
 

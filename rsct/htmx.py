@@ -1,4 +1,5 @@
 """htmx helpers: tell an htmx request from a plain browser's, and answer each the way it can show."""
+
 from flask import make_response, render_template, request
 
 

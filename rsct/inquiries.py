@@ -1,4 +1,5 @@
 """Inquiries: what a visitor asked for, stored once per form, with a reference they can quote."""
+
 import hashlib
 import json
 import secrets
@@ -19,6 +20,7 @@ FIELD_NAMES = ("name", "contact_method", "phone", "email", "best_time", "leave_m
 @dataclass(frozen=True)
 class Stored:
     """The outcome of storing a submission."""
+
     reference: str
     submitted_at: float
     created: bool
@@ -64,8 +66,18 @@ def store(
                 cursor = db.execute(
                     "INSERT INTO inquiries (reference, form_token, content_hash, submitted_at, state,"
                     " quarantine_reason, possibly_automated, fields, session_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (reference, form_token, digest, now, state, quarantine_reason, int(possibly_automated),
-                     json.dumps({name: fields.get(name) for name in FIELD_NAMES}), session_tag))
+                    (
+                        reference,
+                        form_token,
+                        digest,
+                        now,
+                        state,
+                        quarantine_reason,
+                        int(possibly_automated),
+                        json.dumps({name: fields.get(name) for name in FIELD_NAMES}),
+                        session_tag,
+                    ),
+                )
                 break
             except sqlite3.IntegrityError:
                 continue  # the reference was taken; draw another
@@ -90,14 +102,16 @@ def _same_request(db: sqlite3.Connection, form_token: str, digest: str, session_
     return db.execute(
         "SELECT reference, submitted_at FROM inquiries WHERE content_hash = ?"
         " AND (form_token = ? OR (session_tag = ? AND submitted_at > ?)) ORDER BY submitted_at LIMIT 1",
-        (digest, form_token, session_tag, now - SAME_WORDS_SECONDS)).fetchone()
+        (digest, form_token, session_tag, now - SAME_WORDS_SECONDS),
+    ).fetchone()
 
 
 def enqueue(db: sqlite3.Connection, inquiry_id: int, reference: str, now: float, domain: str) -> None:
     """Add an inquiry to the outbox with the Message-ID every retry will reuse."""
     message_id = f"<{reference.lower()}.{secrets.token_hex(6)}@{domain}>"
-    db.execute("INSERT INTO outbox (inquiry_id, message_id, next_attempt_at) VALUES (?, ?, ?)",
-               (inquiry_id, message_id, now))
+    db.execute(
+        "INSERT INTO outbox (inquiry_id, message_id, next_attempt_at) VALUES (?, ?, ?)", (inquiry_id, message_id, now)
+    )
 
 
 def load_fields(row: sqlite3.Row) -> dict:
@@ -111,7 +125,8 @@ def find(path: str, reference: str):
         return db.execute(
             "SELECT i.*, o.attempts, o.last_error, o.delivered_at, o.failed_at, o.next_attempt_at, o.message_id"
             " FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id WHERE i.reference = ?",
-            (reference.strip().upper(),)).fetchone()
+            (reference.strip().upper(),),
+        ).fetchone()
 
 
 def recent(path: str, limit: int = 50) -> list:
@@ -120,21 +135,29 @@ def recent(path: str, limit: int = 50) -> list:
         return db.execute(
             "SELECT i.reference, i.submitted_at, i.state, i.quarantine_reason, i.possibly_automated, i.erased_at,"
             " o.attempts, o.last_error FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id"
-            " ORDER BY i.submitted_at DESC LIMIT ?", (limit,)).fetchall()
+            " ORDER BY i.submitted_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
 
 
 def release(path: str, reference: str, domain: str) -> bool:
     """Queue a quarantined (or failed) inquiry for normal delivery. False when there is nothing to release."""
     now = time.time()
     with storage.write(path) as db:
-        row = db.execute("SELECT id, reference, state FROM inquiries WHERE reference = ? AND fields IS NOT NULL"
-                         " AND state IN ('quarantined', 'failed')", (reference.strip().upper(),)).fetchone()
+        row = db.execute(
+            "SELECT id, reference, state FROM inquiries WHERE reference = ? AND fields IS NOT NULL"
+            " AND state IN ('quarantined', 'failed')",
+            (reference.strip().upper(),),
+        ).fetchone()
         if row is None:
             return False
         db.execute("UPDATE inquiries SET state = 'pending' WHERE id = ?", (row["id"],))
         if db.execute("SELECT 1 FROM outbox WHERE inquiry_id = ?", (row["id"],)).fetchone():
-            db.execute("UPDATE outbox SET failed_at = NULL, last_error = NULL, next_attempt_at = ?, claimed_by = NULL"
-                       " WHERE inquiry_id = ?", (now, row["id"]))
+            db.execute(
+                "UPDATE outbox SET failed_at = NULL, last_error = NULL, next_attempt_at = ?, claimed_by = NULL"
+                " WHERE inquiry_id = ?",
+                (now, row["id"]),
+            )
         else:
             enqueue(db, row["id"], row["reference"], now, domain)
         return True
@@ -151,9 +174,11 @@ def erase(path: str, reference: str) -> bool:
     """Erase one inquiry's personal fields on the visitor's request; an undelivered one is not sent."""
     now = time.time()
     with storage.write(path) as db:
-        row = db.execute("SELECT i.id, i.state, o.claimed_by, o.claim_expires_at FROM inquiries i"
-                         " LEFT JOIN outbox o ON o.inquiry_id = i.id WHERE i.reference = ? AND i.erased_at IS NULL",
-                         (reference.strip().upper(),)).fetchone()
+        row = db.execute(
+            "SELECT i.id, i.state, o.claimed_by, o.claim_expires_at FROM inquiries i"
+            " LEFT JOIN outbox o ON o.inquiry_id = i.id WHERE i.reference = ? AND i.erased_at IS NULL",
+            (reference.strip().upper(),),
+        ).fetchone()
         if row is None:
             return False
         if row["claimed_by"] and row["claim_expires_at"] > now:
@@ -161,8 +186,10 @@ def erase(path: str, reference: str) -> bool:
         db.execute(ERASE, (now, row["id"]))
         if row["state"] == "pending":
             db.execute("UPDATE inquiries SET state = 'failed' WHERE id = ?", (row["id"],))
-            db.execute("UPDATE outbox SET failed_at = ?, last_error = 'erased on request' WHERE inquiry_id = ?",
-                       (now, row["id"]))
+            db.execute(
+                "UPDATE outbox SET failed_at = ?, last_error = 'erased on request' WHERE inquiry_id = ?",
+                (now, row["id"]),
+            )
     storage.checkpoint(path)
     return True
 
@@ -183,7 +210,8 @@ def purge(path: str, retention_days: int, now: float | None = None) -> list[str]
             " (i.state = 'delivered' AND o.delivered_at <= ?)"
             " OR (i.state IN ('failed', 'quarantined') AND i.submitted_at <= ?"
             "     AND i.digest_sent_at IS NOT NULL))",
-            (cutoff, cutoff)).fetchall()
+            (cutoff, cutoff),
+        ).fetchall()
         db.executemany(ERASE, [(now, row["id"]) for row in rows])
     storage.checkpoint(path)
     return [row["reference"] for row in rows]

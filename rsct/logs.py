@@ -1,4 +1,5 @@
 """Logging that never quotes a visitor: tracebacks are kept, exception messages are not."""
+
 import logging
 import traceback
 

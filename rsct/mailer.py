@@ -3,6 +3,7 @@
 Flask-Mail builds and sends the messages; the connection is our own subclass, because
 Flask-Mail 0.10 sets no timeout and does not verify the server's certificate.
 """
+
 import email.charset
 import json
 import os
@@ -45,28 +46,49 @@ def local_time(timestamp: float) -> str:
     return f"{local:%A, %B %-d, %Y at %-I:%M %p %Z} ({moment:%Y-%m-%dT%H:%M:%SZ})"
 
 
-def inquiry_message(reference: str, submitted_at: float, fields: dict, possibly_automated: bool,
-                    message_id: str) -> Message:
+def inquiry_message(
+    reference: str, submitted_at: float, fields: dict, possibly_automated: bool, message_id: str
+) -> Message:
     """The signed email for one inquiry. Only the reference reaches a header; visitor data stays in the body."""
     config = current_app.config
-    block = render_template("mail/_inquiry_block.txt", reference=reference, submitted=local_time(submitted_at),
-                            fields=fields, possibly_automated=possibly_automated,
-                            method_label=LABELS.get(fields.get("contact_method"), "not given"),
-                            best_time_label=LABELS.get(fields.get("best_time")),
-                            for_whom_label=LABELS.get(fields.get("for_whom")))
+    block = render_template(
+        "mail/_inquiry_block.txt",
+        reference=reference,
+        submitted=local_time(submitted_at),
+        fields=fields,
+        possibly_automated=possibly_automated,
+        method_label=LABELS.get(fields.get("contact_method"), "not given"),
+        best_time_label=LABELS.get(fields.get("best_time")),
+        for_whom_label=LABELS.get(fields.get("for_whom")),
+    )
     reply_to = fields.get("email") if fields.get("contact_method") == "email" else None
-    body = render_template("mail/inquiry.txt", block=block, reply_to=reply_to,
-                           signature=signing.signature(config["INQUIRY_SIGNING_KEYS"], block), office=office)
-    message = PlainMessage(subject=f"Website inquiry {reference}", recipients=[config["INQUIRY_RECIPIENT"]],
-                      body=body, sender=config["MAIL_DEFAULT_SENDER"], reply_to=reply_to)
+    body = render_template(
+        "mail/inquiry.txt",
+        block=block,
+        reply_to=reply_to,
+        signature=signing.signature(config["INQUIRY_SIGNING_KEYS"], block),
+        office=office,
+    )
+    message = PlainMessage(
+        subject=f"Website inquiry {reference}",
+        recipients=[config["INQUIRY_RECIPIENT"]],
+        body=body,
+        sender=config["MAIL_DEFAULT_SENDER"],
+        reply_to=reply_to,
+    )
     message.msgId = message_id
     return message
 
 
 def send_inquiry(row) -> str:
     """Compose and send one claimed outbox row (the sender's send function); returns where it went."""
-    message = inquiry_message(row["reference"], row["submitted_at"], json.loads(row["fields"]),
-                              bool(row["possibly_automated"]), row["message_id"])
+    message = inquiry_message(
+        row["reference"],
+        row["submitted_at"],
+        json.loads(row["fields"]),
+        bool(row["possibly_automated"]),
+        row["message_id"],
+    )
     return deliver(message, row["reference"])
 
 
@@ -84,9 +106,12 @@ def digest_message(items: list[dict]) -> Message:
         item["submitted"] = local_time(item["submitted_at"])
         text = " ".join((item["fields"].get("message") or "").split())
         item["short_message"] = text[:200] + ("..." if len(text) > 200 else "")
-    message = PlainMessage(subject=f"Website requests to check by hand ({len(items)})",
-                           recipients=[config["INQUIRY_RECIPIENT"]], sender=config["MAIL_DEFAULT_SENDER"],
-                           body=render_template("mail/digest.txt", items=items))
+    message = PlainMessage(
+        subject=f"Website requests to check by hand ({len(items)})",
+        recipients=[config["INQUIRY_RECIPIENT"]],
+        sender=config["MAIL_DEFAULT_SENDER"],
+        body=render_template("mail/digest.txt", items=items),
+    )
     # Like the inquiries' ids, on the office's domain, not the server's host name (Flask-Mail's default).
     message.msgId = make_msgid(domain=sender_domain(config["MAIL_DEFAULT_SENDER"]))
     return message
@@ -129,13 +154,17 @@ def deliver(message: Message, name: str) -> str:
             connection.send(message)  # once sendmail has returned, the server has the message
         except Exception as error:
             if connection.deadline_passed:  # the watchdog cut the connection: whatever broke, that is why
-                raise TransientError(f"no complete SMTP conversation within {deadline:g} s"
-                                     f" ({error.__class__.__name__})") from error
+                raise TransientError(
+                    f"no complete SMTP conversation within {deadline:g} s ({error.__class__.__name__})"
+                ) from error
             raise
     except smtplib.SMTPResponseException as error:
         reason = f"SMTP {error.smtp_code}: {_text(error.smtp_error)}"
-        permanent = (500 <= error.smtp_code < 600 and error.smtp_code not in SETUP_CODES
-                     and not isinstance(error, smtplib.SMTPAuthenticationError))
+        permanent = (
+            500 <= error.smtp_code < 600
+            and error.smtp_code not in SETUP_CODES
+            and not isinstance(error, smtplib.SMTPAuthenticationError)
+        )
         raise (PermanentError if permanent else TransientError)(reason) from error
     except smtplib.SMTPRecipientsRefused as error:
         codes = [code for code, _ in error.recipients.values()]

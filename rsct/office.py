@@ -1,4 +1,5 @@
 """The office's contact facts, in one place for pages, emails and structured data."""
+
 from urllib.parse import quote
 
 NAME = "Recovery Services of Connecticut"

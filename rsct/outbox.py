@@ -3,6 +3,7 @@
 A claim is a lease in the database: two senders never hold the same inquiry, and a claim
 left by a crashed sender expires and is taken up again.
 """
+
 import json
 import logging
 import os
@@ -49,18 +50,25 @@ def claim(path: str, worker: str, now: float, lease: float):
             " i.possibly_automated FROM outbox o JOIN inquiries i ON i.id = o.inquiry_id"
             " WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?"
             " AND (o.claimed_by IS NULL OR o.claim_expires_at < ?)"
-            " ORDER BY o.next_attempt_at LIMIT 1", (now, now)).fetchone()
+            " ORDER BY o.next_attempt_at LIMIT 1",
+            (now, now),
+        ).fetchone()
         if row is None:
             return None
-        db.execute("UPDATE outbox SET claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1"
-                   " WHERE inquiry_id = ?", (worker, now + lease, row["inquiry_id"]))
+        db.execute(
+            "UPDATE outbox SET claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1 WHERE inquiry_id = ?",
+            (worker, now + lease, row["inquiry_id"]),
+        )
         return row
 
 
 def _finish(path: str, row, worker: str, outbox_sets: str, values: tuple, state: str | None) -> None:
     with storage.write(path) as db:
-        updated = db.execute(f"UPDATE outbox SET claimed_by = NULL, claim_expires_at = NULL, {outbox_sets}"
-                             " WHERE inquiry_id = ? AND claimed_by = ?", (*values, row["inquiry_id"], worker)).rowcount
+        updated = db.execute(
+            f"UPDATE outbox SET claimed_by = NULL, claim_expires_at = NULL, {outbox_sets}"
+            " WHERE inquiry_id = ? AND claimed_by = ?",
+            (*values, row["inquiry_id"], worker),
+        ).rowcount
         # A sender whose lease ran out no longer owns the inquiry: the one that took it over records the state.
         if state and updated:
             db.execute("UPDATE inquiries SET state = ? WHERE id = ?", (state, row["inquiry_id"]))
@@ -79,8 +87,13 @@ def deliver_one(path: str, row, send: Callable, worker: str, outcome: Outcome) -
         reason = str(error) if isinstance(error, TransientError) else _where(error)
         delay = backoff(row["attempts"] + 1)
         _finish(path, row, worker, "next_attempt_at = ?, last_error = ?", (time.time() + delay, reason), None)
-        log.warning("Inquiry %s not delivered yet (attempt %d), next try in %.0f s: %s",
-                    reference, row["attempts"] + 1, delay, reason)
+        log.warning(
+            "Inquiry %s not delivered yet (attempt %d), next try in %.0f s: %s",
+            reference,
+            row["attempts"] + 1,
+            delay,
+            reason,
+        )
         outcome.retrying.append(reference)
     else:
         _finish(path, row, worker, "delivered_at = ?, last_error = NULL", (time.time(),), "delivered")
@@ -91,12 +104,16 @@ def deliver_one(path: str, row, send: Callable, worker: str, outcome: Outcome) -
 def _where(error: Exception) -> str:
     """A fault of ours, named without its message (which might quote a visitor's words)."""
     frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
-    return f"{error.__class__.__name__} at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else \
-        error.__class__.__name__
+    return (
+        f"{error.__class__.__name__} at {os.path.basename(frame.filename)}:{frame.lineno}"
+        if frame
+        else error.__class__.__name__
+    )
 
 
-def deliver_due(path: str, send: Callable, lease: float, worker: str | None = None,
-                should_stop: Callable[[], bool] = lambda: False) -> Outcome:
+def deliver_due(
+    path: str, send: Callable, lease: float, worker: str | None = None, should_stop: Callable[[], bool] = lambda: False
+) -> Outcome:
     """Deliver everything that is due now, one inquiry at a time, until none is left or asked to stop.
 
     send(row) composes and sends one claimed inquiry and returns where it went; it raises
@@ -117,18 +134,27 @@ def status(path: str, stuck_minutes: int, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     with storage.opened(path) as db:
         counts = dict(db.execute("SELECT state, count(*) FROM inquiries GROUP BY state").fetchall())
-        oldest = db.execute("SELECT min(i.submitted_at) FROM inquiries i JOIN outbox o ON o.inquiry_id = i.id"
-                            " WHERE o.delivered_at IS NULL AND o.failed_at IS NULL").fetchone()[0]
+        oldest = db.execute(
+            "SELECT min(i.submitted_at) FROM inquiries i JOIN outbox o ON o.inquiry_id = i.id"
+            " WHERE o.delivered_at IS NULL AND o.failed_at IS NULL"
+        ).fetchone()[0]
         failures = db.execute(
             "SELECT i.reference, i.state, o.attempts, o.last_error, i.erased_at FROM outbox o"
             " JOIN inquiries i ON i.id = o.inquiry_id WHERE o.last_error IS NOT NULL AND o.delivered_at IS NULL"
-            " ORDER BY i.submitted_at DESC LIMIT 10").fetchall()
-        (failed_open,) = db.execute("SELECT count(*) FROM inquiries WHERE state = 'failed'"
-                                    " AND erased_at IS NULL").fetchone()
+            " ORDER BY i.submitted_at DESC LIMIT 10"
+        ).fetchall()
+        (failed_open,) = db.execute(
+            "SELECT count(*) FROM inquiries WHERE state = 'failed' AND erased_at IS NULL"
+        ).fetchone()
     oldest_age = now - oldest if oldest else None
     stuck = (oldest_age is not None and oldest_age > stuck_minutes * 60) or failed_open > 0
-    return {"counts": counts, "oldest_undelivered_seconds": oldest_age, "failed_open": failed_open,
-            "failures": [dict(f) for f in failures], "stuck": stuck}
+    return {
+        "counts": counts,
+        "oldest_undelivered_seconds": oldest_age,
+        "failed_open": failed_open,
+        "failures": [dict(f) for f in failures],
+        "stuck": stuck,
+    }
 
 
 def send_digest(path: str, send: Callable[[list[dict]], object]) -> int:
@@ -139,12 +165,21 @@ def send_digest(path: str, send: Callable[[list[dict]], object]) -> int:
             "SELECT i.id, i.reference, i.submitted_at, i.state, i.quarantine_reason, i.fields, o.last_error"
             " FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id"
             " WHERE i.state IN ('quarantined', 'failed') AND i.digest_sent_at IS NULL AND i.fields IS NOT NULL"
-            " ORDER BY i.submitted_at").fetchall()
+            " ORDER BY i.submitted_at"
+        ).fetchall()
     if not rows:
         return 0
-    items = [{"reference": r["reference"], "submitted_at": r["submitted_at"], "fields": json.loads(r["fields"]),
-              "reason": r["quarantine_reason"] if r["state"] == "quarantined"
-              else f"the mail server refused it ({r['last_error']})"} for r in rows]
+    items = [
+        {
+            "reference": r["reference"],
+            "submitted_at": r["submitted_at"],
+            "fields": json.loads(r["fields"]),
+            "reason": r["quarantine_reason"]
+            if r["state"] == "quarantined"
+            else f"the mail server refused it ({r['last_error']})",
+        }
+        for r in rows
+    ]
     send(items)
     now = time.time()
     with storage.write(path) as db:

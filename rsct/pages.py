@@ -1,4 +1,5 @@
 """The information pages and the files search engines ask for."""
+
 from flask import Blueprint, Response, current_app, has_request_context, render_template, request, url_for
 
 from . import office

@@ -2,6 +2,7 @@
 
 Client addresses are never stored: only a keyed hash, kept no longer than the window.
 """
+
 import hashlib
 import hmac
 import time

@@ -1,4 +1,5 @@
 """Retention: forget what the site no longer needs, on the sender's minutely pass or on demand."""
+
 import os
 import time
 

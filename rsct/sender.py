@@ -3,6 +3,7 @@
 The outbox and retention modules take plain values; this is the edge that reads `current_app`
 for the CLI commands (and the tests) that run inside the app.
 """
+
 import os
 
 from flask import current_app
@@ -13,8 +14,9 @@ from . import mailer, outbox, retention
 def deliver_due(worker: str | None = None, should_stop=lambda: False) -> outbox.Outcome:
     """Deliver every inquiry that is due now to the configured mail server (or files in development)."""
     config = current_app.config
-    return outbox.deliver_due(config["DATABASE"], mailer.send_inquiry, outbox.lease_seconds(config["MAIL_TIMEOUT"]),
-                              worker, should_stop)
+    return outbox.deliver_due(
+        config["DATABASE"], mailer.send_inquiry, outbox.lease_seconds(config["MAIL_TIMEOUT"]), worker, should_stop
+    )
 
 
 def send_digest() -> int:
@@ -26,5 +28,6 @@ def apply_retention() -> list[str]:
     """Apply the retention period now; returns the references erased."""
     config = current_app.config
     mail_folder = None if config["MAIL_SERVER"] else os.path.join(current_app.instance_path, "mail")
-    return retention.apply(config["DATABASE"], config["INQUIRY_RETENTION_DAYS"], config["RATE_LIMIT_SECONDS"],
-                           mail_folder)
+    return retention.apply(
+        config["DATABASE"], config["INQUIRY_RETENTION_DAYS"], config["RATE_LIMIT_SECONDS"], mail_folder
+    )

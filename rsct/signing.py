@@ -11,6 +11,7 @@ checked against the verified block instead:
 - the Subject names the block's reference and no other;
 - Reply-To is the block's email address when the visitor asked for email, and absent otherwise.
 """
+
 import email
 import hashlib
 import re
@@ -25,8 +26,9 @@ SALT = "rsct.inquiry-email.v1"
 BEGIN = "----- BEGIN INQUIRY -----"
 END = "----- END INQUIRY -----"
 SIGNATURE_LABEL = "Signature: "
-SIGNED_BLOCK = re.compile(f"^{re.escape(BEGIN)}\n(.*?)\n{re.escape(END)}\n{re.escape(SIGNATURE_LABEL)}(\\S+)$",
-                          re.M | re.S)
+SIGNED_BLOCK = re.compile(
+    f"^{re.escape(BEGIN)}\n(.*?)\n{re.escape(END)}\n{re.escape(SIGNATURE_LABEL)}(\\S+)$", re.M | re.S
+)
 REFERENCE_TOKEN = re.compile(r"RSCT-[A-Z0-9]+", re.I)  # broad on purpose: any look-alike counts
 
 
@@ -44,7 +46,7 @@ class Verdict:
 
 def line_value(lines, label: str) -> str:
     """The value of the first "Label: value" line ("" when there is none)."""
-    return next((line[len(label) + 2:] for line in lines if line.startswith(label + ": ")), "")
+    return next((line[len(label) + 2 :] for line in lines if line.startswith(label + ": ")), "")
 
 
 def _signer(keys: list[str]) -> Signer:
@@ -69,6 +71,7 @@ def signature(keys: list[str], block: str) -> str:
 
 
 # --- reading the text back ---------------------------------------------------------------------
+
 
 def unflow(text: str, delsp: bool) -> str:
     """Undo a format=flowed re-wrap (RFC 3676): unstuff each line, join soft-broken lines.
@@ -104,6 +107,7 @@ def begin_lines(text: str) -> int:
 
 # --- checking -------------------------------------------------------------------------------------
 
+
 def verify_text(keys: list[str], text: str) -> Verdict:
     """Check the one inquiry block and its signature in a decoded plain text."""
     text = tidy_lines(text)
@@ -114,8 +118,10 @@ def verify_text(keys: list[str], text: str) -> Verdict:
         return Verdict(False, "no signed inquiry block was found in this email")
     block, sig = canonical(found.group(1)), found.group(2)
     if not _signer(keys).verify_signature(block.encode("utf-8"), sig.encode("ascii", "replace")):
-        return Verdict(False, "the signature does not match: the inquiry was changed, "
-                              "or it was not made with this site's signing keys")
+        return Verdict(
+            False,
+            "the signature does not match: the inquiry was changed, or it was not made with this site's signing keys",
+        )
     return verdict_for(block)
 
 

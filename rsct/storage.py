@@ -1,4 +1,5 @@
 """The SQLite file: connections with safe settings, and the schema the app migrates itself."""
+
 import os
 import sqlite3
 from collections.abc import Iterator
