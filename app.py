@@ -29,6 +29,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(cli.inquiry_cli)
     app.cli.add_command(cli.backup)
     app.cli.add_command(cli.security_headers)
+    app.cli.add_command(cli.smime_cli)
 
     if app.config["CONFIG_NAME"] == "production" and not app.config["PROXY_COUNT"]:
         app.logger.warning("FLASK_PROXY_COUNT is 0: client addresses are the proxy's; set it to 1 behind nginx.")

@@ -246,6 +246,14 @@ SETTINGS = (
         "Days after delivery before an inquiry's personal fields are erased (0 = right after delivery)",
     ),
     S(
+        "FLASK_SMIME_SIGNER_CERT",
+        parse_str,
+        "",
+        "S/MIME signer certificate (PEM, its chain may follow); with the key, every email to the office is"
+        " S/MIME signed (see DEPLOY.md)",
+    ),
+    S("FLASK_SMIME_SIGNER_KEY", parse_str, "", "The signer certificate's private key (PEM, unencrypted, mode 0600)"),
+    S(
         "FLASK_OUTBOX_STUCK_MINUTES",
         _number(int, 1, 10080),
         30,
@@ -331,6 +339,21 @@ def check_common(s: dict) -> None:
         raise ConfigError(f"FLASK_MAIL_CA_FILE names no readable file: {s['MAIL_CA_FILE']!r}")
     if not s["HTMX_INTEGRITY"].startswith(("sha384-", "sha512-")):
         raise ConfigError("FLASK_HTMX_INTEGRITY must be a sha384- or sha512- hash")
+    check_smime(s)
+
+
+def check_smime(s: dict) -> None:
+    """The S/MIME files, when set, must be usable at all; an expired certificate is reported, not refused."""
+    cert, key = s["SMIME_SIGNER_CERT"], s["SMIME_SIGNER_KEY"]
+    if bool(cert) != bool(key):
+        raise ConfigError("set both FLASK_SMIME_SIGNER_CERT and FLASK_SMIME_SIGNER_KEY, or neither")
+    if cert:
+        from rsct import smime  # only when S/MIME is used: it loads the cryptography library
+
+        try:
+            smime.load_signer(cert, key)
+        except smime.SmimeError as error:
+            raise ConfigError(f"S/MIME signing cannot start: {error}") from None
 
 
 def check_production(s: dict) -> None:

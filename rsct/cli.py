@@ -11,7 +11,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import inquiries, mailer, outbox, security, sender, signing, storage
+from . import inquiries, mailer, outbox, security, sender, signing, smime, storage
 
 outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report on delivery.")
 inquiry_cli = AppGroup("inquiry", help="Read, release, erase and verify inquiries.")
@@ -63,6 +63,11 @@ def outbox_status():
         click.echo(
             f"  {failure['reference']} ({failure['state']}, {failure['attempts']} attempts): {failure['last_error']}"
         )
+    if config["SMIME_SIGNER_CERT"]:
+        click.echo(
+            "S/MIME signer: "
+            + smime_status(config["SMIME_SIGNER_CERT"], config["SMIME_SIGNER_KEY"], config["MAIL_DEFAULT_SENDER"])
+        )
     if report["stuck"]:
         click.echo(
             f"STUCK: an inquiry has waited more than {config['OUTBOX_STUCK_MINUTES']} minutes, or one failed for good.",
@@ -70,6 +75,18 @@ def outbox_status():
         )
         sys.exit(2)
     click.echo("OK")
+
+
+def smime_status(cert: str, key: str, sender: str) -> str:
+    """One line on the S/MIME signer for `outbox status`: its expiry, or what is wrong with it."""
+    try:
+        signer = smime.load_signer(cert, key)
+    except smime.SmimeError as error:
+        return f"NOT USABLE: {error}"
+    findings = smime.check(signer, sender)
+    if findings:
+        return "; ".join(f"{f.level.upper()}: {f.message}" for f in findings)
+    return f"ok, expires {signer.certificate.not_valid_after_utc:%Y-%m-%d} ({smime.days_left(signer):.0f} days)"
 
 
 def _when(timestamp) -> str:
@@ -187,3 +204,61 @@ def backup(destination):
 def security_headers():
     """Print the app's security headers as nginx directives (for deploy/nginx)."""
     click.echo(security.nginx_snippet(current_app.config), nl=False)
+
+
+smime_cli = AppGroup("smime", help="Check and make the S/MIME certificate that signs the office's emails.")
+
+
+@smime_cli.command("check")
+@click.option("--cert", help="Certificate file (default: FLASK_SMIME_SIGNER_CERT).")
+@click.option("--key", help="Key file (default: FLASK_SMIME_SIGNER_KEY).")
+def smime_check(cert, key):
+    """Say in plain words whether the signer files can sign the site's emails. Exit 0 usable (warnings
+    allowed), 1 not usable, 2 nothing to check."""
+    config = current_app.config
+    cert, key = cert or config["SMIME_SIGNER_CERT"], key or config["SMIME_SIGNER_KEY"]
+    if not (cert and key):
+        click.echo("S/MIME signing is off: set FLASK_SMIME_SIGNER_CERT and FLASK_SMIME_SIGNER_KEY.", err=True)
+        sys.exit(2)
+    try:
+        signer = smime.load_signer(cert, key)
+    except smime.SmimeError as error:
+        click.echo(f"NOT USABLE: {error}.", err=True)
+        sys.exit(1)
+    findings = smime.check(signer, config["MAIL_DEFAULT_SENDER"])
+    for finding in findings:
+        click.echo(f"{'NOT USABLE' if finding.level == 'error' else 'WARNING'}: {finding.message}.", err=True)
+    if any(finding.level == "error" for finding in findings):
+        sys.exit(1)
+    addresses = ", ".join(sorted(smime.certificate_addresses(signer.certificate)))
+    click.echo(
+        f"OK: the certificate for {addresses} matches its key and can sign email until "
+        f"{signer.certificate.not_valid_after_utc:%Y-%m-%d} ({len(signer.chain)} chain certificate(s) included)."
+    )
+
+
+@smime_cli.command("new-ca")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--name", default="RSCT website private CA", show_default=True, help="The CA's name.")
+def smime_new_ca(folder, name):
+    """Make a small private CA (ca.pem, ca.key, owner-only) for an office without a public S/MIME certificate."""
+    try:
+        cert_path, key_path = smime.new_ca(folder, name)
+    except FileExistsError as error:
+        raise click.ClickException(f"{error.filename} exists already; nothing was changed.") from None
+    click.echo(f"Wrote {cert_path} (give this to the office's mail programs) and {key_path} (keep it offline).")
+
+
+@smime_cli.command("new-signer")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--ca-cert", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--ca-key", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--address", help="The From address to certify (default: FLASK_MAIL_DEFAULT_SENDER).")
+def smime_new_signer(folder, ca_cert, ca_key, address):
+    """Make the signer certificate (signer.pem with the CA after it) and key (signer.key) for the From address."""
+    address = address or current_app.config["MAIL_DEFAULT_SENDER"]
+    try:
+        cert_path, key_path = smime.new_signer(folder, ca_cert, ca_key, address)
+    except FileExistsError as error:
+        raise click.ClickException(f"{error.filename} exists already; nothing was changed.") from None
+    click.echo(f"Wrote {cert_path} and {key_path}: set FLASK_SMIME_SIGNER_CERT and FLASK_SMIME_SIGNER_KEY to them.")

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app, render_template
 from flask_mail import Connection, Message
 
-from . import office, signing
+from . import office, signing, smime
 from .forms import FOR_WHOM, METHODS, TIMES
 
 LABELS = {choice.value: choice.label for choice in (*METHODS, *TIMES, *FOR_WHOM)}
@@ -123,10 +123,17 @@ class PlainMessage(Message):
     Flask-Mail registers UTF-8 as 8bit, which would send a long note as one over-long line.
     """
 
+    smime_signer = None  # set by deliver() when S/MIME signing is configured
+
     def _mimetext(self, text, subtype="plain"):
         charset = email.charset.Charset("utf-8")
         charset.body_encoding = email.charset.QP
         return MIMEText(text, _subtype=subtype, _charset=charset)
+
+    def as_bytes(self) -> bytes:
+        """The message as sent; S/MIME signed here, at send time, when a signer is set."""
+        raw = super().as_bytes()
+        return smime.sign(raw, self.smime_signer) if self.smime_signer else raw
 
 
 def sender_domain(sender: str) -> str:
@@ -136,7 +143,14 @@ def sender_domain(sender: str) -> str:
 
 def deliver(message: Message, name: str) -> str:
     """Send one message; returns where it went. Raises TransientError or PermanentError."""
-    if not current_app.config["MAIL_SERVER"]:
+    config = current_app.config
+    if config["SMIME_SIGNER_CERT"]:
+        try:
+            # Read at every send, so a renewed certificate is used without a restart.
+            message.smime_signer = smime.load_signer(config["SMIME_SIGNER_CERT"], config["SMIME_SIGNER_KEY"])
+        except smime.SmimeError as error:
+            raise TransientError(f"S/MIME signing is configured but cannot be used: {error}") from None
+    if not config["MAIL_SERVER"]:
         return write_file(message, name)
     mail = current_app.extensions["mail"]
     connection = VerifiedConnection(mail)
