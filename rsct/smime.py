@@ -17,7 +17,8 @@ from email.utils import parseaddr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Headers that describe the content: they move into the signed part. Every other header stays outside.
@@ -266,3 +267,129 @@ def new_signer(folder: str, ca_cert_path: str, ca_key_path: str, address: str, y
     chain = cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
     _write_private(cert_path, chain)
     return cert_path, key_path
+
+
+# --- sealing: encrypted for the office (sealed mode) --------------------------------------------------
+
+# Headers a relay needs, or the office needs to triage before opening: everything else, Reply-To
+# included, travels only inside the encrypted part.
+OUTER_SEALED_HEADERS = ("from", "to", "cc", "subject", "date", "message-id")
+
+
+def load_office_certificates(path: str) -> list[x509.Certificate]:
+    """The office mailbox's certificates (one PEM file, one or more certificates); RSA keys only."""
+    try:
+        with open(path, "rb") as handle:
+            certificates = x509.load_pem_x509_certificates(handle.read())
+    except OSError as error:
+        raise SmimeError(f"the office certificate file {path} cannot be read ({error.strerror})") from None
+    except ValueError:
+        raise SmimeError(f"the office certificate file {path} holds no PEM certificate") from None
+    for certificate in certificates:
+        if not isinstance(certificate.public_key(), rsa.RSAPublicKey):
+            raise SmimeError(
+                "an office certificate has a key that is not RSA: mail programs need RSA keys to open encrypted email"
+            )
+    return certificates
+
+
+def seal(raw: bytes, certificates: list[x509.Certificate]) -> bytes:
+    """The whole message (signed or not) enveloped with AES-256 for every office certificate.
+
+    Outside stay only the headers a relay and an inbox list need; the subject follows the site's rule
+    (a reference and how to reach them back, naming no one). Reply-To and the body are inside.
+    """
+    fields, body = _header_fields(raw)
+    outer = [f for f in fields if _field_name(f) in OUTER_SEALED_HEADERS]
+    inner = [f for f in fields if _field_name(f) not in OUTER_SEALED_HEADERS]
+    inner_entity = b"\r\n".join(inner) + b"\r\n\r\n" + body
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(inner_entity)
+    builder = builder.set_content_encryption_algorithm(algorithms.AES256)
+    for certificate in certificates:
+        builder = builder.add_recipient(certificate)
+    enveloped = builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    encoded = base64.encodebytes(enveloped).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+    return b"\r\n".join(
+        [
+            *outer,
+            b"MIME-Version: 1.0",
+            b'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
+            b"Content-Transfer-Encoding: base64",
+            b'Content-Disposition: attachment; filename="smime.p7m"',
+            b"Content-Description: S/MIME Encrypted Message",
+            b"",
+            encoded,
+            b"",
+        ]
+    )
+
+
+def _header_fields(raw: bytes) -> tuple[list[bytes], bytes]:
+    head, _, body = _crlf(raw).partition(b"\r\n\r\n")
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        else:
+            fields.append(line)
+    return fields, body
+
+
+def _field_name(field: bytes) -> str:
+    return field.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
+
+
+def new_office_identity(
+    folder: str, address: str, password: str, ca_cert_path: str | None = None, ca_key_path: str | None = None
+) -> tuple[str, str]:
+    """The office mailbox's key pair and certificate: a password-protected PKCS#12 file for the mail
+    programs, and the certificate alone as PEM for the server. Returns (p12 path, certificate path).
+
+    The PKCS#12 uses 3DES and SHA-1 for its own protection, the algorithms that Outlook on older
+    Windows and Apple Keychain can import (they refuse the AES/PBKDF2 files that are now the default);
+    the password is what protects it, so make it long. GnuPG's gpgsm imports the same file.
+    """
+    address = parseaddr(address)[1]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, address), x509.NameAttribute(NameOID.EMAIL_ADDRESS, address)]
+    )
+    if ca_cert_path and ca_key_path:
+        with open(ca_cert_path, "rb") as handle:
+            ca_cert = x509.load_pem_x509_certificate(handle.read())
+        with open(ca_key_path, "rb") as handle:
+            issuer_key = serialization.load_pem_private_key(handle.read(), password=None)
+        issuer, until = ca_cert.subject, min(now + datetime.timedelta(days=365 * 5), ca_cert.not_valid_after_utc)
+    else:
+        issuer_key, issuer, until = key, subject, now + datetime.timedelta(days=365 * 5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
+        )  # digitalSignature, keyEncipherment
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(password.encode())
+    )
+    # The CA stays out of the bundle: it is trusted separately (ca.pem), and gpgsm refuses bundles that carry it.
+    bundle = pkcs12.serialize_key_and_certificates(address.encode(), key, cert, None, encryption)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    p12_path, cert_path = os.path.join(folder, "office.p12"), os.path.join(folder, "office-cert.pem")
+    _write_private(p12_path, bundle)
+    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return p12_path, cert_path
