@@ -254,6 +254,13 @@ SETTINGS = (
     ),
     S("FLASK_SMIME_SIGNER_KEY", parse_str, "", "The signer certificate's private key (PEM, unencrypted, mode 0600)"),
     S(
+        "FLASK_SMIME_OFFICE_CERT",
+        parse_str,
+        "",
+        "The office mailbox's certificate(s) (PEM, RSA): sealed mode, each inquiry encrypted for the office as it"
+        " is stored (see README, Sealed mode)",
+    ),
+    S(
         "FLASK_OUTBOX_STUCK_MINUTES",
         _number(int, 1, 10080),
         30,
@@ -354,6 +361,13 @@ def check_smime(s: dict) -> None:
             smime.load_signer(cert, key)
         except smime.SmimeError as error:
             raise ConfigError(f"S/MIME signing cannot start: {error}") from None
+    if s["SMIME_OFFICE_CERT"]:
+        from rsct import smime
+
+        try:
+            smime.load_office_certificates(s["SMIME_OFFICE_CERT"])
+        except smime.SmimeError as error:
+            raise ConfigError(f"sealed mode cannot start: {error}") from None
 
 
 def check_production(s: dict) -> None:

@@ -99,7 +99,13 @@ def inquiry_list(limit):
     """The newest inquiries: reference, time, state (no personal details; use `show`)."""
     for row in inquiries.recent(current_app.config["DATABASE"], limit):
         flags = [
-            flag for flag, on in (("possibly automated", row["possibly_automated"]), ("erased", row["erased_at"])) if on
+            flag
+            for flag, on in (
+                ("possibly automated", row["possibly_automated"]),
+                ("sealed", row["sealed"]),
+                ("erased", row["erased_at"]),
+            )
+            if on
         ]
         reason = f" ({row['quarantine_reason']})" if row["quarantine_reason"] else ""
         click.echo(
@@ -124,6 +130,9 @@ def inquiry_show(reference):
     )
     if row["erased_at"]:
         click.echo(f"Personal details erased: {_when(row['erased_at'])}")
+        return
+    if row["sealed"]:
+        click.echo("Details: sealed (encrypted for the office; only the office's mail program can open them)")
         return
     for name, value in inquiries.load_fields(row).items():
         click.echo(f"{name}: {value if value is not None else '-'}")
@@ -216,8 +225,20 @@ def smime_check(cert, key):
     """Say in plain words whether the signer files can sign the site's emails. Exit 0 usable (warnings
     allowed), 1 not usable, 2 nothing to check."""
     config = current_app.config
+    if config["SMIME_OFFICE_CERT"]:
+        try:
+            offices = smime.load_office_certificates(config["SMIME_OFFICE_CERT"])
+        except smime.SmimeError as error:
+            click.echo(f"NOT USABLE: {error}.", err=True)
+            sys.exit(1)
+        for office_cert in offices:
+            until = office_cert.not_valid_after_utc
+            names = ", ".join(sorted(smime.certificate_addresses(office_cert))) or "no address"
+            click.echo(f"Sealed mode: encrypting for {names} (certificate valid until {until:%Y-%m-%d}).")
     cert, key = cert or config["SMIME_SIGNER_CERT"], key or config["SMIME_SIGNER_KEY"]
     if not (cert and key):
+        if config["SMIME_OFFICE_CERT"]:
+            return  # sealed without signing: the office certificates were the thing to check
         click.echo("S/MIME signing is off: set FLASK_SMIME_SIGNER_CERT and FLASK_SMIME_SIGNER_KEY.", err=True)
         sys.exit(2)
     try:
@@ -262,3 +283,30 @@ def smime_new_signer(folder, ca_cert, ca_key, address):
     except FileExistsError as error:
         raise click.ClickException(f"{error.filename} exists already; nothing was changed.") from None
     click.echo(f"Wrote {cert_path} and {key_path}: set FLASK_SMIME_SIGNER_CERT and FLASK_SMIME_SIGNER_KEY to them.")
+
+
+@smime_cli.command("new-office-identity")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--address", help="The office mailbox (default: FLASK_INQUIRY_RECIPIENT).")
+@click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Issue it with this private CA.")
+@click.option("--ca-key", type=click.Path(exists=True, dir_okay=False))
+@click.password_option(
+    "--password", prompt="Password for the PKCS#12 file (staff type it once when importing)", help="Omit to be asked."
+)
+def smime_new_office_identity(folder, address, ca_cert, ca_key, password):
+    """Run on your own computer, never on the server: make the office mailbox's key pair for sealed mode,
+    as office.p12 (password-protected, for the mail programs) and office-cert.pem (for the server)."""
+    if bool(ca_cert) != bool(ca_key):
+        raise click.UsageError("give both --ca-cert and --ca-key, or neither (self-signed)")
+    if len(password) < 12:
+        raise click.ClickException("Use a password of at least 12 characters: it alone protects the office's key.")
+    address = address or current_app.config["INQUIRY_RECIPIENT"]
+    try:
+        p12, cert = smime.new_office_identity(folder, address, password, ca_cert, ca_key)
+    except FileExistsError as error:
+        raise click.ClickException(f"{error.filename} exists already; nothing was changed.") from None
+    click.echo(
+        f"Wrote {p12} (import it into each mail program that reads the office mailbox, and keep a backup copy:"
+        f" without it sealed inquiries cannot be read) and {cert} (copy this one to the server and set"
+        " FLASK_SMIME_OFFICE_CERT to it)."
+    )

@@ -49,7 +49,8 @@ def submit():
     fields = contact_form.visitor_fields()
     # A repeat of a stored request shows its reference again and does not count against the limit.
     tag = _session_tag()
-    stored = inquiries.find_same(config["DATABASE"], nonce, fields, tag)
+    key = inquiries.hash_key(config["SECRET_KEY"])
+    stored = inquiries.find_same(config["DATABASE"], nonce, fields, tag, key)
     if stored is None:
         client = ratelimit.client_key(config["SECRET_KEY"], request.remote_addr)
         if not ratelimit.allow(config["DATABASE"], client, config["RATE_LIMIT_COUNT"], config["RATE_LIMIT_SECONDS"]):
@@ -62,6 +63,8 @@ def submit():
             possibly_automated=automated,
             message_domain=mailer.sender_domain(config["MAIL_DEFAULT_SENDER"]),
             session_tag=tag,
+            key=key,
+            seal=mailer.sealer(fields, automated) if config["SMIME_OFFICE_CERT"] else None,
         )
     if stored.created:
         current_app.logger.info("Inquiry %s stored", stored.reference)

@@ -1,10 +1,14 @@
 """Inquiries: what a visitor asked for, stored once per form, with a reference they can quote."""
 
+import email.parser
+import email.policy
 import hashlib
+import hmac
 import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import storage
@@ -31,10 +35,23 @@ def new_reference() -> str:
     return REFERENCE_PREFIX + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
 
 
-def content_hash(fields: dict) -> str:
-    """A fingerprint of what was typed, so that the same form sent twice is stored once."""
+def content_hash(fields: dict, key: bytes) -> str:
+    """A keyed fingerprint of what was typed, so that the same form sent twice is stored once.
+
+    Keyed (HMAC, key derived from the secret key), so that the database alone cannot be used to
+    confirm a guess of what someone typed: in sealed mode it is the only trace of the words.
+    """
     canonical = json.dumps({name: fields.get(name) for name in FIELD_NAMES}, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_key(secret_key: str) -> bytes:
+    """The key of content_hash(), derived from the secret key for this one purpose."""
+    return hashlib.sha256(b"rsct.content-hash:" + secret_key.encode()).digest()
+
+
+# seal(reference, submitted_at, message_id) -> the message's bytes, encrypted for the office.
+Sealer = Callable[[str, float, str], bytes]
 
 
 def store(
@@ -42,56 +59,79 @@ def store(
     form_token: str,
     fields: dict,
     *,
+    key: bytes,
     quarantine_reason: str | None = None,
     possibly_automated: bool = False,
     message_domain: str = "localhost",
     session_tag: str | None = None,
+    seal: Sealer | None = None,
 ) -> Stored:
     """Save a submission and, unless quarantined, its outbox entry, in one transaction.
 
     The same form token with the same content, or the same content within the hour from the same
-    browser session, returns the first reference instead of storing again; the same token with other content is a new
-    inquiry, so edited words are never thrown away.
+    browser session, returns the first reference instead of storing again; the same token with other
+    content is a new inquiry, so edited words are never thrown away.
+
+    With seal (sealed mode) only the sealed message is stored, never the fields: the reference is drawn
+    and the repeat check made first, then the message is composed and encrypted outside the write lock
+    (it takes milliseconds), then stored; a reference taken meanwhile is drawn again.
     """
-    digest = content_hash(fields)
+    digest = content_hash(fields, key)
     now = time.time()
-    with storage.write(path) as db:
-        row = _same_request(db, form_token, digest, session_tag, now)
-        if row:
-            return Stored(row["reference"], row["submitted_at"], created=False)
-        state = "quarantined" if quarantine_reason else "pending"
-        for _ in range(20):
-            reference = new_reference()
-            try:
-                cursor = db.execute(
-                    "INSERT INTO inquiries (reference, form_token, content_hash, submitted_at, state,"
-                    " quarantine_reason, possibly_automated, fields, session_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        reference,
-                        form_token,
-                        digest,
-                        now,
-                        state,
-                        quarantine_reason,
-                        int(possibly_automated),
-                        json.dumps({name: fields.get(name) for name in FIELD_NAMES}),
-                        session_tag,
-                    ),
-                )
-                break
-            except sqlite3.IntegrityError:
-                continue  # the reference was taken; draw another
-        else:
-            raise storage.StorageError("no free reference after 20 draws")
-        if state == "pending":
-            enqueue(db, cursor.lastrowid, reference, now, message_domain)
-    return Stored(reference, now, created=True)
+    state = "quarantined" if quarantine_reason else "pending"
+    for _ in range(20):
+        sealed, reference, message_id = None, None, None
+        if seal is not None:
+            with storage.opened(path) as db:
+                row = _same_request(db, form_token, digest, session_tag, now)
+                if row:
+                    return Stored(row["reference"], row["submitted_at"], created=False)
+                reference = _free_reference(db)
+            message_id = new_message_id(reference, message_domain)
+            sealed = seal(reference, now, message_id)
+        with storage.write(path) as db:
+            row = _same_request(db, form_token, digest, session_tag, now)
+            if row:
+                return Stored(row["reference"], row["submitted_at"], created=False)
+            if reference is None:
+                reference = _free_reference(db)
+                message_id = new_message_id(reference, message_domain)
+            elif db.execute("SELECT 1 FROM inquiries WHERE reference = ?", (reference,)).fetchone():
+                continue  # taken while the message was sealed: draw another and seal again
+            cursor = db.execute(
+                "INSERT INTO inquiries (reference, form_token, content_hash, submitted_at, state, quarantine_reason,"
+                " possibly_automated, fields, sealed, session_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reference,
+                    form_token,
+                    digest,
+                    now,
+                    state,
+                    quarantine_reason,
+                    int(possibly_automated),
+                    None if sealed else json.dumps({name: fields.get(name) for name in FIELD_NAMES}),
+                    sealed,
+                    session_tag,
+                ),
+            )
+            if state == "pending":
+                enqueue(db, cursor.lastrowid, message_id, now)
+        return Stored(reference, now, created=True)
+    raise storage.StorageError("no free reference after 20 draws")
 
 
-def find_same(path: str, form_token: str, fields: dict, session_tag: str | None) -> Stored | None:
+def _free_reference(db: sqlite3.Connection) -> str:
+    for _ in range(20):
+        reference = new_reference()
+        if not db.execute("SELECT 1 FROM inquiries WHERE reference = ?", (reference,)).fetchone():
+            return reference
+    raise storage.StorageError("no free reference after 20 draws")
+
+
+def find_same(path: str, form_token: str, fields: dict, session_tag: str | None, key: bytes) -> Stored | None:
     """The inquiry this submission repeats, if any (read-only: to answer without counting it again)."""
     with storage.opened(path) as db:
-        row = _same_request(db, form_token, content_hash(fields), session_tag, time.time())
+        row = _same_request(db, form_token, content_hash(fields, key), session_tag, time.time())
     return Stored(row["reference"], row["submitted_at"], created=False) if row else None
 
 
@@ -106,12 +146,22 @@ def _same_request(db: sqlite3.Connection, form_token: str, digest: str, session_
     ).fetchone()
 
 
-def enqueue(db: sqlite3.Connection, inquiry_id: int, reference: str, now: float, domain: str) -> None:
+def new_message_id(reference: str, domain: str) -> str:
+    """The Message-ID every attempt at sending this inquiry reuses, on the office's domain."""
+    return f"<{reference.lower()}.{secrets.token_hex(6)}@{domain}>"
+
+
+def enqueue(db: sqlite3.Connection, inquiry_id: int, message_id: str, now: float) -> None:
     """Add an inquiry to the outbox with the Message-ID every retry will reuse."""
-    message_id = f"<{reference.lower()}.{secrets.token_hex(6)}@{domain}>"
     db.execute(
         "INSERT INTO outbox (inquiry_id, message_id, next_attempt_at) VALUES (?, ?, ?)", (inquiry_id, message_id, now)
     )
+
+
+def sealed_message_id(sealed: bytes) -> str:
+    """The Message-ID fixed inside a sealed message's outer headers at submission."""
+    headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(sealed)
+    return str(headers["Message-ID"])
 
 
 def load_fields(row: sqlite3.Row) -> dict:
@@ -134,6 +184,7 @@ def recent(path: str, limit: int = 50) -> list:
     with storage.opened(path) as db:
         return db.execute(
             "SELECT i.reference, i.submitted_at, i.state, i.quarantine_reason, i.possibly_automated, i.erased_at,"
+            " i.sealed IS NOT NULL AS sealed,"
             " o.attempts, o.last_error FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id"
             " ORDER BY i.submitted_at DESC LIMIT ?",
             (limit,),
@@ -145,8 +196,8 @@ def release(path: str, reference: str, domain: str) -> bool:
     now = time.time()
     with storage.write(path) as db:
         row = db.execute(
-            "SELECT id, reference, state FROM inquiries WHERE reference = ? AND fields IS NOT NULL"
-            " AND state IN ('quarantined', 'failed')",
+            "SELECT id, reference, state, sealed FROM inquiries WHERE reference = ?"
+            " AND (fields IS NOT NULL OR sealed IS NOT NULL) AND state IN ('quarantined', 'failed')",
             (reference.strip().upper(),),
         ).fetchone()
         if row is None:
@@ -159,11 +210,16 @@ def release(path: str, reference: str, domain: str) -> bool:
                 (now, row["id"]),
             )
         else:
-            enqueue(db, row["id"], row["reference"], now, domain)
+            # A sealed message carries its Message-ID from submission: the outbox must use the same one.
+            message_id = sealed_message_id(row["sealed"]) if row["sealed"] else new_message_id(row["reference"], domain)
+            enqueue(db, row["id"], message_id, now)
         return True
 
 
-ERASE = "UPDATE inquiries SET fields = NULL, content_hash = NULL, session_tag = NULL, erased_at = ? WHERE id = ?"
+ERASE = (
+    "UPDATE inquiries SET fields = NULL, sealed = NULL, content_hash = NULL, session_tag = NULL, erased_at = ?"
+    " WHERE id = ?"
+)
 
 
 class BeingSent(Exception):

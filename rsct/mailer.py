@@ -5,6 +5,7 @@ Flask-Mail 0.10 sets no timeout and does not verify the server's certificate.
 """
 
 import email.charset
+import email.policy
 import json
 import os
 import smtplib
@@ -13,6 +14,8 @@ import ssl
 import threading
 import time
 from datetime import UTC, datetime
+from email.mime.message import MIMEMessage
+from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import make_msgid, parseaddr
 from zoneinfo import ZoneInfo
@@ -20,7 +23,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app, render_template
 from flask_mail import Connection, Message
 
-from . import office, signing, smime
+from . import office, signing, smime, storage
 from .forms import FOR_WHOM, METHODS, TIMES
 
 LABELS = {choice.value: choice.label for choice in (*METHODS, *TIMES, *FOR_WHOM)}
@@ -80,8 +83,42 @@ def inquiry_message(
     return message
 
 
+def sealer(fields: dict, possibly_automated: bool):
+    """Sealed mode: a function that composes the whole email at submission (S/MIME signed when a signer is
+    set) and encrypts it for the office's certificates, for inquiries.store(seal=...)."""
+    config = current_app.config
+
+    def seal(reference: str, submitted_at: float, message_id: str) -> bytes:
+        message = inquiry_message(reference, submitted_at, fields, possibly_automated, message_id)
+        try:
+            message.smime_signer = signer_from(config)
+            certificates = smime.load_office_certificates(config["SMIME_OFFICE_CERT"])
+        except smime.SmimeError as error:
+            # Checked at start-up; a file removed since must not cost the visitor their words.
+            raise storage.StorageError(f"sealing is configured but cannot be used: {error}") from None
+        return smime.seal(message.as_bytes(), certificates)
+
+    return seal
+
+
+def signer_from(config) -> smime.Signer | None:
+    """The S/MIME signer when one is configured (read from its files each time: a renewal needs no restart)."""
+    if not config["SMIME_SIGNER_CERT"]:
+        return None
+    return smime.load_signer(config["SMIME_SIGNER_CERT"], config["SMIME_SIGNER_KEY"])
+
+
 def send_inquiry(row) -> str:
-    """Compose and send one claimed outbox row (the sender's send function); returns where it went."""
+    """Compose and send one claimed outbox row (the sender's send function); returns where it went.
+
+    A sealed inquiry is sent as stored, byte for byte, on every attempt.
+    """
+    config = current_app.config
+    if row["sealed"]:
+        message = SealedMessage(
+            row["sealed"], sender=config["MAIL_DEFAULT_SENDER"], recipients=[config["INQUIRY_RECIPIENT"]]
+        )
+        return deliver(message, row["reference"])
     message = inquiry_message(
         row["reference"],
         row["submitted_at"],
@@ -102,11 +139,14 @@ def digest_message(items: list[dict]) -> Message:
     person is still called back."""
     config = current_app.config
     for item in items:
+        if item["fields"] is None:  # sealed: only the reference, time and reason; the inquiry is attached
+            item["submitted"] = local_time(item["submitted_at"])
+            continue
         item["method_label"] = LABELS.get(item["fields"].get("contact_method"), "not given")
         item["submitted"] = local_time(item["submitted_at"])
         text = " ".join((item["fields"].get("message") or "").split())
         item["short_message"] = text[:200] + ("..." if len(text) > 200 else "")
-    message = PlainMessage(
+    message = DigestMessage(
         subject=f"Website requests to check by hand ({len(items)})",
         recipients=[config["INQUIRY_RECIPIENT"]],
         sender=config["MAIL_DEFAULT_SENDER"],
@@ -114,6 +154,7 @@ def digest_message(items: list[dict]) -> Message:
     )
     # Like the inquiries' ids, on the office's domain, not the server's host name (Flask-Mail's default).
     message.msgId = make_msgid(domain=sender_domain(config["MAIL_DEFAULT_SENDER"]))
+    message.sealed_items = [(item["reference"], item["sealed"]) for item in items if item.get("sealed")]
     return message
 
 
@@ -136,6 +177,42 @@ class PlainMessage(Message):
         return smime.sign(raw, self.smime_signer) if self.smime_signer else raw
 
 
+class SealedMessage(PlainMessage):
+    """A message composed and encrypted at submission: its stored bytes are what every attempt sends.
+
+    The envelope goes to today's FLASK_INQUIRY_RECIPIENT; the headers inside were fixed at submission.
+    """
+
+    def __init__(self, raw: bytes, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.raw = raw
+
+    def as_bytes(self) -> bytes:
+        return self.raw
+
+
+class DigestMessage(PlainMessage):
+    """The digest; in sealed mode each held or refused inquiry is attached as the sealed email it is."""
+
+    sealed_items: list[tuple[str, bytes]] = []
+
+    def _message(self):
+        msg = super()._message()
+        if not self.sealed_items:
+            return msg
+        mixed = MIMEMultipart("mixed")
+        for name in ("Subject", "From", "To", "Date", "Message-ID"):
+            if msg[name] is not None:
+                mixed[name] = msg[name]
+        mixed.attach(self._mimetext(self.body))
+        for reference, sealed in self.sealed_items:
+            part = MIMEMessage(email.message_from_bytes(sealed, policy=email.policy.compat32))
+            part.add_header("Content-Disposition", "attachment", filename=f"{reference}.eml")
+            mixed.attach(part)
+        mixed.policy = email.policy.SMTP
+        return mixed
+
+
 def sender_domain(sender: str) -> str:
     """The domain of the From address: Message-IDs are made on the office's domain."""
     return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
@@ -147,7 +224,7 @@ def deliver(message: Message, name: str) -> str:
     if config["SMIME_SIGNER_CERT"]:
         try:
             # Read at every send, so a renewed certificate is used without a restart.
-            message.smime_signer = smime.load_signer(config["SMIME_SIGNER_CERT"], config["SMIME_SIGNER_KEY"])
+            message.smime_signer = signer_from(config)
         except smime.SmimeError as error:
             raise TransientError(f"S/MIME signing is configured but cannot be used: {error}") from None
     if not config["MAIL_SERVER"]:

@@ -46,7 +46,7 @@ def claim(path: str, worker: str, now: float, lease: float):
     """Take the next due inquiry for this worker, or None."""
     with storage.write(path) as db:
         row = db.execute(
-            "SELECT o.inquiry_id, o.message_id, o.attempts, i.reference, i.submitted_at, i.fields,"
+            "SELECT o.inquiry_id, o.message_id, o.attempts, i.reference, i.submitted_at, i.fields, i.sealed,"
             " i.possibly_automated FROM outbox o JOIN inquiries i ON i.id = o.inquiry_id"
             " WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?"
             " AND (o.claimed_by IS NULL OR o.claim_expires_at < ?)"
@@ -162,9 +162,10 @@ def send_digest(path: str, send: Callable[[list[dict]], object]) -> int:
     the last one, with send(items); returns how many. A request is erased only after a digest has shown it."""
     with storage.opened(path) as db:
         rows = db.execute(
-            "SELECT i.id, i.reference, i.submitted_at, i.state, i.quarantine_reason, i.fields, o.last_error"
+            "SELECT i.id, i.reference, i.submitted_at, i.state, i.quarantine_reason, i.fields, i.sealed, o.last_error"
             " FROM inquiries i LEFT JOIN outbox o ON o.inquiry_id = i.id"
-            " WHERE i.state IN ('quarantined', 'failed') AND i.digest_sent_at IS NULL AND i.fields IS NOT NULL"
+            " WHERE i.state IN ('quarantined', 'failed') AND i.digest_sent_at IS NULL"
+            " AND (i.fields IS NOT NULL OR i.sealed IS NOT NULL)"
             " ORDER BY i.submitted_at"
         ).fetchall()
     if not rows:
@@ -173,7 +174,8 @@ def send_digest(path: str, send: Callable[[list[dict]], object]) -> int:
         {
             "reference": r["reference"],
             "submitted_at": r["submitted_at"],
-            "fields": json.loads(r["fields"]),
+            "fields": json.loads(r["fields"]) if r["fields"] else None,
+            "sealed": r["sealed"],
             "reason": r["quarantine_reason"]
             if r["state"] == "quarantined"
             else f"the mail server refused it ({r['last_error']})",

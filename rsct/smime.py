@@ -297,12 +297,13 @@ def seal(raw: bytes, certificates: list[x509.Certificate]) -> bytes:
     """The whole message (signed or not) enveloped with AES-256 for every office certificate.
 
     Outside stay only the headers a relay and an inbox list need; the subject follows the site's rule
-    (a reference and how to reach them back, naming no one). Reply-To and the body are inside.
+    (a reference and how to reach them back, naming no one). Inside is the whole message, every header
+    included (Reply-To only there), so that the decrypted text is a complete email that `inquiry verify`
+    checks as it is, and mail programs that show protected headers (RFC 8551, 3.1) can use them.
     """
     fields, body = _header_fields(raw)
     outer = [f for f in fields if _field_name(f) in OUTER_SEALED_HEADERS]
-    inner = [f for f in fields if _field_name(f) not in OUTER_SEALED_HEADERS]
-    inner_entity = b"\r\n".join(inner) + b"\r\n\r\n" + body
+    inner_entity = b"\r\n".join(fields) + b"\r\n\r\n" + body
     builder = pkcs7.PKCS7EnvelopeBuilder().set_data(inner_entity)
     builder = builder.set_content_encryption_algorithm(algorithms.AES256)
     for certificate in certificates:

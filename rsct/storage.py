@@ -52,6 +52,10 @@ MIGRATIONS = (
     """
     ALTER TABLE inquiries ADD COLUMN session_tag TEXT;
     """,
+    # 3: sealed mode keeps only the message encrypted for the office, never the fields.
+    """
+    ALTER TABLE inquiries ADD COLUMN sealed BLOB;
+    """,
 )
 
 

@@ -402,7 +402,7 @@ def test_health_and_stuck_mail(make_app):
 def test_development_writes_an_owner_only_eml_that_verifies(make_app):
     app = make_app(CONFIG_NAME="development")
     assert not app.config["MAIL_SERVER"]
-    stored = inquiries.store(app.config["DATABASE"], "dev-token", dict(VISITOR, phone="(203) 555-0147"),
+    stored = inquiries.store(app.config["DATABASE"], "dev-token", dict(VISITOR, phone="(203) 555-0147"), key=b"k",
                              message_domain="localhost")
     assert deliver(app).delivered == [stored.reference]
     folder = os.path.join(app.instance_path, "mail")

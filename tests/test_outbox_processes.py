@@ -77,7 +77,7 @@ def store_many(app, count: int) -> list[str]:
         fields = {"name": f"Person {i:02d}", "contact_method": "call", "phone": f"(203) 555-{i:04d}",
                   "email": None, "best_time": "any", "leave_message": "no", "for_whom": "self",
                   "message": f"Note number {i}"}
-        stored = inquiries.store(app.config["DATABASE"], f"token{i}", fields, message_domain=SENDER_DOMAIN)
+        stored = inquiries.store(app.config["DATABASE"], f"token{i}", fields, key=b"k", message_domain=SENDER_DOMAIN)
         references.append(stored.reference)
     return references
 

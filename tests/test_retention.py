@@ -27,7 +27,7 @@ def deliver(app) -> outbox.Outcome:
 
 def store(app, token: str, quarantine_reason=None, **changes) -> str:
     fields = dict(VISITOR, phone="(203) 555-0147", **changes)
-    return inquiries.store(app.config["DATABASE"], token, fields, quarantine_reason=quarantine_reason).reference
+    return inquiries.store(app.config["DATABASE"], token, fields, key=b"k", quarantine_reason=quarantine_reason).reference
 
 
 def row(app, reference):
