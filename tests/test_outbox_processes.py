@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from helpers import ROOT
 from rsct import inquiries
 from rsct import mailer
 from rsct import outbox
@@ -17,7 +18,6 @@ from rsct import sender
 from smtp_servers import (RECIPIENT, SENDER, SENDER_DOMAIN, Inbox, db, free_port, running_smtp, smtp_settings,
                           submit)
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROCESS_SECONDS = 60
 
 

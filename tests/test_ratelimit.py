@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 import pytest
 
+from helpers import ROOT
 from rsct import ratelimit
 from test_form import (HTMX, PHONE_LINK, assert_is_form_region_fragment, assert_shown_in_form, stored_inquiries,
                        valid_form)
 
-ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 PAUSED = "paused it for a few minutes"
 HASH = re.compile(r"[0-9a-f]{64}")
