@@ -1,10 +1,17 @@
-"""What tests share besides fixtures: project paths, tool checks, and the browser context every browser test uses.
+"""What tests share besides fixtures: project paths and tools, the contact form as a client sees it,
+the database file, the received mail, and the browser context every browser test uses.
 
 Fixtures live in conftest.py; test servers in smtp_servers.py and deploy_harness.py. Test modules import
 from here, never from one another or from conftest.py.
 """
+import email.message
+import json
 import os
 import pathlib
+import re
+import sqlite3
+from contextlib import closing, contextmanager
+from html.parser import HTMLParser
 
 import pytest
 
@@ -30,6 +37,147 @@ def require_tool(available: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is missing, and CI=true makes a missing tool a failure")
     pytest.skip(f"MISSING TOOL, CHECK NOT RUN: {what}")
+
+
+# --- the contact form, as the test client sees it ------------------------------------------------
+
+HTMX = {"HX-Request": "true"}
+PHONE_LINK = 'href="tel:+12034216242"'
+REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")
+
+# Answers that must come back escaped and unchanged when the form is shown again (the phone number
+# is not a valid one, so the form is refused).
+TRICKY_VALUES = dict(
+    name='Zoë <b>"O\'Brien"</b> & co',
+    phone="203-555-01<i>",
+    email="visitor@example.org",
+    best_time="afternoon",
+    leave_message="yes",
+    for_whom="other",
+    message="First line <script>alert(1)</script>\nSecond line & \"quotes\"",
+)
+
+
+class FormPage(HTMLParser):
+    """What a browser would show in the form: input values, checked radios, textarea text, attributes by id."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self.checked: dict[str, str] = {}
+        self.by_id: dict[str, dict] = {}
+        self._textarea = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if "id" in attributes:
+            self.by_id[attributes["id"]] = attributes
+        if tag == "input" and attributes.get("type") == "radio":
+            if "checked" in attributes:
+                self.checked[attributes["name"]] = attributes["value"]
+        elif tag == "input":
+            self.values[attributes.get("name")] = attributes.get("value", "")
+        elif tag == "textarea":
+            self._textarea = attributes["name"]
+            self.values[self._textarea] = ""
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.values[self._textarea] += data
+
+    def handle_endtag(self, tag):
+        if tag == "textarea" and self._textarea:
+            # HTML drops one line break right after <textarea>.
+            text = self.values[self._textarea]
+            self.values[self._textarea] = text[2:] if text.startswith("\r\n") else text.removeprefix("\n")
+            self._textarea = None
+
+
+class FormText(HTMLParser):
+    """The text of an HTML snippet as a screen reader would read it, without the "Error: " prefix."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.parts = []
+        self.feed(html)
+        self.close()
+        self.text = "".join(self.parts).replace("Error: ", "", 1).strip()
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def field_message(html: str, name: str) -> str:
+    """The text of the message shown beside a field (empty when there is none)."""
+    block = re.search(rf'<div id="{name}-message"[^>]*>(.*?)</div>', html, re.S).group(1)
+    return FormText(block).text
+
+
+def summary_links(html: str) -> list[str]:
+    summary = re.search(r'<div class="error-summary".*?</div>', html, re.S)
+    return re.findall(r'<a href="([^"]+)">', summary.group(0)) if summary else []
+
+
+def assert_shown_in_form(html: str, data: dict) -> None:
+    """Every value the visitor typed or chose is back in the re-rendered form."""
+    page = FormPage(html)
+    for name in ("name", "phone", "email", "message", "form_token"):
+        if data.get(name):
+            assert page.values.get(name) == data[name], name
+    for name in ("contact_method", "best_time", "leave_message", "for_whom"):
+        if data.get(name):
+            assert page.checked.get(name) == data[name], name
+
+
+def assert_is_form_region_fragment(html: str) -> None:
+    assert html.lstrip().startswith('<div id="contact-form-region"')
+    assert "<html" not in html
+
+
+# --- the database file --------------------------------------------------------------------------
+
+@contextmanager
+def db(app_or_path):
+    """A plain sqlite3 connection to the app's database file (autocommit), closed afterwards."""
+    path = app_or_path if isinstance(app_or_path, (str, pathlib.Path)) else app_or_path.config["DATABASE"]
+    connection = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+    connection.row_factory = sqlite3.Row
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def stored_inquiries(app) -> list[dict]:
+    """Every row of the real SQLite file's inquiries table, with `fields` decoded."""
+    with closing(sqlite3.connect(app.config["DATABASE"])) as connection:
+        connection.row_factory = sqlite3.Row
+        rows = [dict(row) for row in connection.execute("SELECT * FROM inquiries ORDER BY id")]
+    for row in rows:
+        row["fields"] = json.loads(row["fields"]) if row["fields"] else None
+    return rows
+
+
+def outbox_ids(app) -> list[int]:
+    with closing(sqlite3.connect(app.config["DATABASE"])) as connection:
+        return [row[0] for row in connection.execute("SELECT inquiry_id FROM outbox ORDER BY inquiry_id")]
+
+
+def break_database(app) -> None:
+    """Put a directory where the SQLite file was: a real fault that file modes cannot undo (CI runs as root)."""
+    path = app.config["DATABASE"]
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    os.mkdir(path)
+
+
+# --- mail ---------------------------------------------------------------------------------------
+
+def body_text(message: email.message.EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
 
 
 # --- the browser --------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import email
 import re
 import shutil
 import socket
-import sqlite3
 import ssl
 import subprocess
 import threading
@@ -333,19 +332,3 @@ def submit(client, **changes):
     data = dict(VISITOR, form_token=form_token(client))
     data.update(changes)
     return client.post("/contact", data={k: v for k, v in data.items() if v is not None})
-
-
-@contextmanager
-def db(app_or_path):
-    """A plain sqlite3 connection to the app's database file (autocommit), closed afterwards."""
-    path = app_or_path if isinstance(app_or_path, (str, Path)) else app_or_path.config["DATABASE"]
-    connection = sqlite3.connect(str(path), isolation_level=None, timeout=10)
-    connection.row_factory = sqlite3.Row
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def body_text(message: email.message.EmailMessage) -> str:
-    return message.get_body(preferencelist=("plain",)).get_content()

@@ -8,8 +8,9 @@ import time
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from test_form import (HTMX, PHONE_LINK, REFERENCE, FormPage, assert_is_form_region_fragment, assert_shown_in_form,
-                       stored_inquiries, valid_form)
+from helpers import (HTMX, PHONE_LINK, REFERENCE, FormPage, assert_is_form_region_fragment, assert_shown_in_form,
+                     stored_inquiries)
+from test_form import valid_form
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]*)"')
 PRESS_AGAIN = "press <strong>Send request</strong> once more"

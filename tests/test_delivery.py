@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from helpers import REFERENCE, body_text, db
 from rsct import inquiries
 from rsct import mailer
 from rsct import outbox
 from rsct import sender
 from rsct import signing
-from smtp_servers import (HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, VISITOR, Inbox, body_text, db,
-                          running_smtp, smtp_settings, submit)
+from smtp_servers import (HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, VISITOR, Inbox, running_smtp, smtp_settings,
+                          submit)
 
-REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")
 OLD_KEY = "old-signing-key-" + "o" * 32
 NEW_KEY = "new-signing-key-" + "n" * 32
 

@@ -4,23 +4,20 @@ The helpers at the top (fresh_token, valid_form, FormPage, stored_inquiries) are
 test_csrf.py, test_fuzz.py and test_ratelimit.py.
 """
 import gc
-import json
 import logging
 import os
 import re
 import sqlite3
 import time
 from contextlib import closing
-from html.parser import HTMLParser
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from helpers import (HTMX, PHONE_LINK, REFERENCE, TRICKY_VALUES, FormPage, FormText, assert_is_form_region_fragment,
+                     assert_shown_in_form, break_database, field_message, outbox_ids, stored_inquiries, summary_links)
 from rsct import contact
 
-HTMX = {"HX-Request": "true"}
-PHONE_LINK = 'href="tel:+12034216242"'
-REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")
 TOKEN = re.compile(r'name="form_token" type="hidden" value="([^"]*)"')
 
 
@@ -53,21 +50,6 @@ def valid_form(client, **changes) -> dict:
     return {name: value for name, value in data.items() if value is not None}
 
 
-def stored_inquiries(app) -> list[dict]:
-    """Every row of the real SQLite file's inquiries table, with `fields` decoded."""
-    with closing(sqlite3.connect(app.config["DATABASE"])) as db:
-        db.row_factory = sqlite3.Row
-        rows = [dict(row) for row in db.execute("SELECT * FROM inquiries ORDER BY id")]
-    for row in rows:
-        row["fields"] = json.loads(row["fields"]) if row["fields"] else None
-    return rows
-
-
-def outbox_ids(app) -> list[int]:
-    with closing(sqlite3.connect(app.config["DATABASE"])) as db:
-        return [row[0] for row in db.execute("SELECT inquiry_id FROM outbox ORDER BY inquiry_id")]
-
-
 def old_form_token(app, age_seconds: float) -> str:
     """A correctly signed form token issued `age_seconds` ago (what a page left open would send)."""
     class Backdated(TimestampSigner):
@@ -76,84 +58,6 @@ def old_form_token(app, age_seconds: float) -> str:
 
     serializer = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=contact.FORM_TOKEN_SALT, signer=Backdated)
     return serializer.dumps(os.urandom(8).hex())
-
-
-class FormPage(HTMLParser):
-    """What a browser would show in the form: input values, checked radios, textarea text, attributes by id."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self.values: dict[str, str] = {}
-        self.checked: dict[str, str] = {}
-        self.by_id: dict[str, dict] = {}
-        self._textarea = None
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        attributes = dict(attrs)
-        if "id" in attributes:
-            self.by_id[attributes["id"]] = attributes
-        if tag == "input" and attributes.get("type") == "radio":
-            if "checked" in attributes:
-                self.checked[attributes["name"]] = attributes["value"]
-        elif tag == "input":
-            self.values[attributes.get("name")] = attributes.get("value", "")
-        elif tag == "textarea":
-            self._textarea = attributes["name"]
-            self.values[self._textarea] = ""
-
-    def handle_data(self, data):
-        if self._textarea:
-            self.values[self._textarea] += data
-
-    def handle_endtag(self, tag):
-        if tag == "textarea" and self._textarea:
-            # HTML drops one line break right after <textarea>.
-            text = self.values[self._textarea]
-            self.values[self._textarea] = text[2:] if text.startswith("\r\n") else text.removeprefix("\n")
-            self._textarea = None
-
-
-class FormText(HTMLParser):
-    """The text of an HTML snippet as a screen reader would read it, without the "Error: " prefix."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self.parts = []
-        self.feed(html)
-        self.close()
-        self.text = "".join(self.parts).replace("Error: ", "", 1).strip()
-
-    def handle_data(self, data):
-        self.parts.append(data)
-
-
-def field_message(html: str, name: str) -> str:
-    """The text of the message shown beside a field (empty when there is none)."""
-    block = re.search(rf'<div id="{name}-message"[^>]*>(.*?)</div>', html, re.S).group(1)
-    return FormText(block).text
-
-
-def summary_links(html: str) -> list[str]:
-    summary = re.search(r'<div class="error-summary".*?</div>', html, re.S)
-    return re.findall(r'<a href="([^"]+)">', summary.group(0)) if summary else []
-
-
-def assert_shown_in_form(html: str, data: dict) -> None:
-    """Every value the visitor typed or chose is back in the re-rendered form."""
-    page = FormPage(html)
-    for name in ("name", "phone", "email", "message", "form_token"):
-        if data.get(name):
-            assert page.values.get(name) == data[name], name
-    for name in ("contact_method", "best_time", "leave_message", "for_whom"):
-        if data.get(name):
-            assert page.checked.get(name) == data[name], name
-
-
-def assert_is_form_region_fragment(html: str) -> None:
-    assert html.lstrip().startswith('<div id="contact-form-region"')
-    assert "<html" not in html
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,17 +263,6 @@ def test_the_chosen_way_to_reach_decides_whether_phone_or_email_is_needed(app, c
         assert needed in field_message(response.text, refused)
         assert summary_links(response.text) == [f"#{refused}"]
         assert stored_inquiries(app) == []
-
-
-TRICKY_VALUES = dict(
-    name='Zoë <b>"O\'Brien"</b> & co',
-    phone="203-555-01<i>",
-    email="visitor@example.org",
-    best_time="afternoon",
-    leave_message="yes",
-    for_whom="other",
-    message="First line <script>alert(1)</script>\nSecond line & \"quotes\"",
-)
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
@@ -649,15 +542,6 @@ def test_token_signed_with_another_key_is_marked(make_app, app, client):
 # Caching, logs, failures
 
 
-def _break_database(app) -> None:
-    """Put a directory where the SQLite file was: a real fault that file modes cannot undo (CI runs as root)."""
-    path = app.config["DATABASE"]
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
-    os.mkdir(path)
-
-
 def _get_form(make_app):
     return make_app().test_client().get("/contact")
 
@@ -693,7 +577,7 @@ def _post_storage_failure(make_app):
     app = make_app()
     client = app.test_client()
     data = valid_form(client)
-    _break_database(app)
+    break_database(app)
     return client.post("/contact", data=data)
 
 
@@ -762,7 +646,7 @@ def test_failures_never_log_what_the_visitor_typed(make_app, caplog, scenario):
     elif scenario == "rate-limited":
         client.post("/contact", data=valid_form(client))
     elif scenario == "storage":
-        _break_database(app)
+        break_database(app)
     elif scenario == "too-large":
         data["message"] += " Zyxcanary" * 4000
     elif scenario == "csrf":
@@ -780,7 +664,7 @@ def test_failures_never_log_what_the_visitor_typed(make_app, caplog, scenario):
 def test_database_that_cannot_be_written_keeps_the_words_and_gives_the_phone_number(app, client, htmx):
     data = valid_form(client, **TRICKY_VALUES)
     data["phone"] = "(203) 555-0147"
-    _break_database(app)
+    break_database(app)
     response = client.post("/contact", data=data, headers=HTMX if htmx else {})
     assert response.status_code == 503
     assert PHONE_LINK in response.text

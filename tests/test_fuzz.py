@@ -9,7 +9,8 @@ from urllib.parse import quote_from_bytes, urlencode
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from test_form import HTMX, fresh_token
+from helpers import HTMX
+from test_form import fresh_token
 
 OK_STATUSES = {200, 303, 422, 429}
 

@@ -10,13 +10,12 @@ import time
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, db
 from rsct import inquiries
 from rsct import mailer
 from rsct import outbox
 from rsct import sender
-from smtp_servers import (RECIPIENT, SENDER, SENDER_DOMAIN, Inbox, db, free_port, running_smtp, smtp_settings,
-                          submit)
+from smtp_servers import RECIPIENT, SENDER, SENDER_DOMAIN, Inbox, free_port, running_smtp, smtp_settings, submit
 
 PROCESS_SECONDS = 60
 

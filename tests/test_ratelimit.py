@@ -13,10 +13,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from helpers import ROOT
+from helpers import HTMX, PHONE_LINK, ROOT, assert_is_form_region_fragment, assert_shown_in_form, stored_inquiries
 from rsct import ratelimit
-from test_form import (HTMX, PHONE_LINK, assert_is_form_region_fragment, assert_shown_in_form, stored_inquiries,
-                       valid_form)
+from test_form import valid_form
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 PAUSED = "paused it for a few minutes"

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import db
 from rsct import cli
 from rsct import inquiries
 from rsct import outbox
 from rsct import sender
 from rsct import storage
-from smtp_servers import VISITOR, Inbox, db, running_smtp, smtp_settings, submit
+from smtp_servers import VISITOR, Inbox, running_smtp, smtp_settings, submit
 
 DAY = 86400
 CANARY = "Qzxcanary7"

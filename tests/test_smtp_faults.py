@@ -3,10 +3,11 @@ import time
 
 import pytest
 
+from helpers import db
 from rsct import inquiries
 from rsct import outbox
 from rsct import sender
-from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, db, free_port, make_certs, running_smtp,
+from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, free_port, make_certs, running_smtp,
                           server_tls_context, smtp_settings, submit)
 
 

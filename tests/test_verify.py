@@ -10,8 +10,9 @@ from email.message import EmailMessage, MIMEPart
 
 import pytest
 
+from helpers import body_text
 from rsct import signing
-from smtp_servers import Inbox, body_text, running_smtp, smtp_settings
+from smtp_servers import Inbox, running_smtp, smtp_settings
 from test_delivery import change_in_line, gateway_rewrite, rewritten, send_one, verify_file
 
 VISITOR_EMAIL = "Jordan.Qzx@example.org"
