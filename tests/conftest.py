@@ -14,7 +14,7 @@ from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 from app import create_app
-from helpers import ROOT, new_context, require_tool
+from helpers import ROOT, Visitor, new_context, require_tool
 
 VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
@@ -54,6 +54,12 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def visitor(client):
+    """A visitor in the `client` browser: visitor.submit(**changes) sends the valid request, htmx=True as htmx."""
+    return Visitor(client)
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """What tests share besides fixtures: project paths and tools, the contact form as a client sees it,
 the database file, the received mail, and the browser context every browser test uses.
 
-Fixtures live in conftest.py; test servers in smtp_servers.py and deploy_harness.py. Test modules import
-from here, never from one another or from conftest.py.
+Fixtures live in conftest.py; test servers in smtp_servers.py and deploy_harness.py. Test modules take
+what they share from here, never from other test modules or the conftest file.
 """
 import email.message
 import json
@@ -44,6 +44,51 @@ def require_tool(available: bool, what: str) -> None:
 HTMX = {"HX-Request": "true"}
 PHONE_LINK = 'href="tel:+12034216242"'
 REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")
+
+TOKEN = re.compile(r'name="form_token" type="hidden" value="([^"]*)"')
+
+# The one valid request the tests send: a call back, for the visitor themself. "Qzxname" and "Qzxnote"
+# are canaries, words no page, email template or log line contains, so tests can search for what was typed.
+VISITOR = {
+    "name": "Jordan Qzxname Rivers",
+    "contact_method": "call",
+    "phone": "203-555-0147",
+    "email": "",
+    "best_time": "morning",
+    "leave_message": "no",
+    "for_whom": "self",
+    "message": "I would like to talk about Qzxnote options.\nSecond line of my note.",
+}
+
+
+class Visitor:
+    """Someone at the contact form in one browser (a test client), in the style of flaskr's AuthActions.
+
+    form() opens the form and fills in VISITOR's answers with `changes`; submit() also sends it, as a
+    plain browser (303 to the thanks page when stored) or, with htmx=True, as htmx (200 and a fragment).
+    """
+
+    def __init__(self, client):
+        self.client = client
+
+    def fresh_token(self) -> str:
+        """Open the contact page; returns its hidden form_token."""
+        response = self.client.get("/contact")
+        assert response.status_code == 200
+        return TOKEN.search(response.text).group(1)
+
+    def form(self, **changes) -> dict:
+        """A complete, valid request on a freshly opened form, with `changes`; None leaves a field out."""
+        data = {**VISITOR, "website": "", "form_token": self.fresh_token(), **changes}
+        return {name: value for name, value in data.items() if value is not None}
+
+    def post(self, data: dict, htmx: bool = False):
+        return self.client.post("/contact", data=data, headers=HTMX if htmx else {})
+
+    def submit(self, htmx: bool = False, **changes):
+        """Fill in the form (see form()) and send it."""
+        return self.post(self.form(**changes), htmx=htmx)
+
 
 # Answers that must come back escaped and unchanged when the form is shown again (the phone number
 # is not a valid one, so the form is refused).

@@ -1,4 +1,4 @@
-"""Real mail servers for the delivery tests, and small helpers shared by those tests.
+"""Real mail servers for the delivery tests, and the settings that point the app at them.
 
 - `Inbox` + `running_smtp()`: an aiosmtpd server in a thread on 127.0.0.1, collecting what it accepts
   (optionally with STARTTLS or implicit TLS, a slow reply, or a 4xx/5xx reply to DATA).
@@ -9,11 +9,11 @@
   well within any per-read timeout: endless (a relay that never finishes a conversation), or finished
   after a given number of lines (slow but complete).
 - `make_certs()`: a throw-away CA and server certificates made with the openssl command.
+- `smtp_settings()`: the app's settings for sending to one of these servers.
 Every server is bounded by timeouts and closes every socket and thread when stopped.
 """
 import asyncio
 import email
-import re
 import shutil
 import socket
 import ssl
@@ -307,28 +307,3 @@ def smtp_settings(port: int, **overrides) -> dict:
                 "MAIL_DEFAULT_SENDER": SENDER, "INQUIRY_RECIPIENT": RECIPIENT}
     settings.update(overrides)
     return settings
-
-
-VISITOR = {
-    "name": "Jordan Qzxname Rivers",
-    "contact_method": "call",
-    "phone": "203-555-0147",
-    "email": "",
-    "best_time": "morning",
-    "leave_message": "no",
-    "for_whom": "self",
-    "message": "I would like to talk about Qzxnote options.\nSecond line of my note.",
-}
-
-
-def form_token(client) -> str:
-    page = client.get("/contact")
-    assert page.status_code == 200
-    return re.search(r'name="form_token" type="hidden" value="([^"]+)"', page.text).group(1)
-
-
-def submit(client, **changes):
-    """Post the call-back form as a plain browser would; returns the response (303 when stored)."""
-    data = dict(VISITOR, form_token=form_token(client))
-    data.update(changes)
-    return client.post("/contact", data={k: v for k, v in data.items() if v is not None})

@@ -12,14 +12,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpers import REFERENCE, body_text, db
+from helpers import REFERENCE, VISITOR, Visitor, body_text, db
 from rsct import inquiries
 from rsct import mailer
 from rsct import outbox
 from rsct import sender
 from rsct import signing
-from smtp_servers import (HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, VISITOR, Inbox, running_smtp, smtp_settings,
-                          submit)
+from smtp_servers import HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, Inbox, running_smtp, smtp_settings
 
 OLD_KEY = "old-signing-key-" + "o" * 32
 NEW_KEY = "new-signing-key-" + "n" * 32
@@ -49,7 +48,7 @@ def deliver(app) -> outbox.Outcome:
 def send_one(app, inbox, **changes):
     """Submit the form with VISITOR (plus changes), deliver, and return (reference, received message)."""
     before = len(inbox.messages)
-    response = submit(app.test_client(), **changes)
+    response = Visitor(app.test_client()).submit(**changes)
     assert response.status_code == 303, response.text
     outcome = deliver(app)
     assert len(outcome.delivered) == 1 and not outcome.retrying and not outcome.failed
@@ -305,7 +304,7 @@ def eml_for(app, reference) -> bytes:
 
 def file_inquiry(app, **changes) -> bytes:
     """Submit and deliver to a file (no MAIL_SERVER); returns the .eml bytes."""
-    assert submit(app.test_client(), **changes).status_code == 303
+    assert Visitor(app.test_client()).submit(**changes).status_code == 303
     outcome = deliver(app)
     (reference,) = outcome.delivered
     return eml_for(app, reference)
@@ -329,7 +328,8 @@ def test_key_rotation(make_app, tmp_path):
 
 def test_honeypot_inquiry_goes_to_the_digest_once_and_can_be_released(smtp_app, inbox):
     note = "".join(f"{i:03d}." for i in range(150))  # 600 characters; "050." starts the 201st
-    response = submit(smtp_app.test_client(), website="http://spam.example", name="Held Qzxperson", message=note)
+    response = Visitor(smtp_app.test_client()).submit(website="http://spam.example", name="Held Qzxperson",
+                                                      message=note)
     assert response.status_code == 303  # thanked like anyone else
     (reference,) = [r["reference"] for r in inquiries.recent(smtp_app.config["DATABASE"])]
     assert inquiries.find(smtp_app.config["DATABASE"], reference)["state"] == "quarantined"
@@ -381,7 +381,7 @@ def test_health_and_stuck_mail(make_app):
     assert client.get("/healthz").get_json()["status"] == "ok"
     assert client.get("/healthz/mail").status_code == 200
 
-    assert submit(client).status_code == 303
+    assert Visitor(client).submit().status_code == 303
     assert client.get("/healthz/mail").status_code == 200  # waiting, but not for long
     assert runner.invoke(args=["outbox", "status"]).exit_code == 0
 

@@ -14,40 +14,13 @@ from contextlib import closing
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from helpers import (HTMX, PHONE_LINK, REFERENCE, TRICKY_VALUES, FormPage, FormText, assert_is_form_region_fragment,
-                     assert_shown_in_form, break_database, field_message, outbox_ids, stored_inquiries, summary_links)
+from helpers import (HTMX, PHONE_LINK, REFERENCE, TRICKY_VALUES, VISITOR, FormPage, FormText, Visitor,
+                     assert_is_form_region_fragment, assert_shown_in_form, break_database, field_message, outbox_ids,
+                     stored_inquiries, summary_links)
 from rsct import contact
-
-TOKEN = re.compile(r'name="form_token" type="hidden" value="([^"]*)"')
-
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
-
-
-def fresh_token(client) -> str:
-    """The hidden form_token of a newly opened contact page."""
-    response = client.get("/contact")
-    assert response.status_code == 200
-    return TOKEN.search(response.text).group(1)
-
-
-def valid_form(client, **changes) -> dict:
-    """A complete, valid request for a phone call, on a freshly opened form; None leaves a field out."""
-    data = {
-        "name": "Alex Morgan",
-        "contact_method": "call",
-        "phone": "203.555.0147",
-        "email": "",
-        "best_time": "evening",
-        "leave_message": "no",
-        "for_whom": "self",
-        "message": "Please call after six.",
-        "website": "",
-        "form_token": fresh_token(client),
-    }
-    data.update(changes)
-    return {name: value for name, value in data.items() if value is not None}
 
 
 def old_form_token(app, age_seconds: float) -> str:
@@ -64,8 +37,8 @@ def old_form_token(app, age_seconds: float) -> str:
 # A valid request
 
 
-def test_htmx_visitor_sees_confirmation_with_the_stored_reference(app, client):
-    response = client.post("/contact", data=valid_form(client), headers=HTMX)
+def test_htmx_visitor_sees_confirmation_with_the_stored_reference(app, visitor):
+    response = visitor.submit(htmx=True)
     assert response.status_code == 200
     assert_is_form_region_fragment(response.text)
     assert "Thank you. We have your request." in response.text
@@ -74,8 +47,8 @@ def test_htmx_visitor_sees_confirmation_with_the_stored_reference(app, client):
     assert references == {row["reference"]}
 
 
-def test_plain_visitor_is_redirected_to_thanks_page_showing_the_reference(app, client):
-    response = client.post("/contact", data=valid_form(client))
+def test_plain_visitor_is_redirected_to_thanks_page_showing_the_reference(app, client, visitor):
+    response = visitor.submit()
     assert response.status_code == 303
     assert response.headers["Location"] == "/contact/thanks"
     [row] = stored_inquiries(app)
@@ -84,34 +57,33 @@ def test_plain_visitor_is_redirected_to_thanks_page_showing_the_reference(app, c
     assert set(REFERENCE.findall(thanks.text)) == {row["reference"]}
 
 
-def test_redirect_address_carries_no_personal_data(client):
-    data = valid_form(client, name="Zyxcanary", phone="203-555-0188", contact_method="text",
-                      email="zyxcanary@example.org")
-    location = client.post("/contact", data=data).headers["Location"]
+def test_redirect_address_carries_no_personal_data(visitor):
+    data = visitor.form(name="Zyxcanary", phone="203-555-0188", contact_method="text", email="zyxcanary@example.org")
+    location = visitor.post(data).headers["Location"]
     assert "zyxcanary" not in location.lower()
     assert "0188" not in location and "?" not in location
 
 
-def test_thanks_page_in_another_browser_shows_no_reference(app, client):
-    client.post("/contact", data=valid_form(client))
+def test_thanks_page_in_another_browser_shows_no_reference(app, visitor):
+    visitor.submit()
     other = app.test_client().get("/contact/thanks")
     assert other.status_code == 200
     assert not REFERENCE.search(other.text)
     assert PHONE_LINK in other.text
 
 
-def test_confirmation_names_the_chosen_way_to_reach_the_visitor(client):
-    data = valid_form(client, contact_method="email", email="visitor@example.org", phone="")
-    assert "reach out to you by\n    email" in client.post("/contact", data=data, headers=HTMX).text
-    data = valid_form(client, contact_method="text")
-    assert "text message" in client.post("/contact", data=data, headers=HTMX).text
+def test_confirmation_names_the_chosen_way_to_reach_the_visitor(visitor):
+    data = visitor.form(contact_method="email", email="visitor@example.org", phone="")
+    assert "reach out to you by\n    email" in visitor.post(data, htmx=True).text
+    data = visitor.form(contact_method="text")
+    assert "text message" in visitor.post(data, htmx=True).text
 
 
-def test_valid_request_is_stored_normalised_with_one_outbox_entry(app, client):
-    data = valid_form(client, name="  Ame\u0301lie  ", phone=" 203.555.0147 ", email="Visitor@EXAMPLE.org",
-                      best_time="morning", leave_message="yes", for_whom="other",
-                      message="  Line one\r\nLine two  ")
-    assert client.post("/contact", data=data, headers=HTMX).status_code == 200
+def test_valid_request_is_stored_normalised_with_one_outbox_entry(app, visitor):
+    data = visitor.form(name="  Ame\u0301lie  ", phone=" 203.555.0147 ", email="Visitor@EXAMPLE.org",
+                        best_time="morning", leave_message="yes", for_whom="other",
+                        message="  Line one\r\nLine two  ")
+    assert visitor.post(data, htmx=True).status_code == 200
     [row] = stored_inquiries(app)
     assert row["fields"] == {
         "name": "Amélie", "contact_method": "call", "phone": "(203) 555-0147", "email": "Visitor@example.org",
@@ -148,8 +120,8 @@ def test_valid_request_is_stored_normalised_with_one_outbox_entry(app, client):
     ({"leave_message": None}, "leave_message", "no"),
     ({"contact_method": "text"}, "contact_method", "text"),
 ], ids=lambda value: repr(value)[:40] if isinstance(value, str) else None)
-def test_accepted_values_are_stored_normalised(app, client, changes, field, stored):
-    response = client.post("/contact", data=valid_form(client, **changes), headers=HTMX)
+def test_accepted_values_are_stored_normalised(app, visitor, changes, field, stored):
+    response = visitor.submit(**changes, htmx=True)
     assert response.status_code == 200, response.text
     [row] = stored_inquiries(app)
     assert row["fields"][field] == stored
@@ -161,10 +133,10 @@ def test_accepted_values_are_stored_normalised(app, client, changes, field, stor
     ("leave_message", ["yes", "no"]),
     ("for_whom", ["self", "other"]),
 ])
-def test_every_offered_choice_is_accepted(app, client, field, choices):
+def test_every_offered_choice_is_accepted(app, visitor, field, choices):
     for choice in choices:
-        data = valid_form(client, **{field: choice, "email": "visitor@example.org"})
-        assert client.post("/contact", data=data, headers=HTMX).status_code == 200, choice
+        data = visitor.form(**{field: choice, "email": "visitor@example.org"})
+        assert visitor.post(data, htmx=True).status_code == 200, choice
     assert [row["fields"][field] for row in stored_inquiries(app)] == choices
 
 
@@ -226,8 +198,8 @@ INVALID = [
 
 @pytest.mark.parametrize("field, changes, message", INVALID,
                          ids=[f"{field}-{repr(next(iter(c.values())))[:24]}" for field, c, _ in INVALID])
-def test_invalid_answer_is_refused_with_a_message_beside_the_field(app, client, field, changes, message):
-    response = client.post("/contact", data=valid_form(client, **changes), headers=HTMX)
+def test_invalid_answer_is_refused_with_a_message_beside_the_field(app, visitor, field, changes, message):
+    response = visitor.submit(**changes, htmx=True)
     assert response.status_code == 422
     assert message in field_message(response.text, field)
     assert stored_inquiries(app) == []
@@ -250,10 +222,10 @@ CROSS_FIELD = [
 
 
 @pytest.mark.parametrize("method, phone, email, refused", CROSS_FIELD)
-def test_the_chosen_way_to_reach_decides_whether_phone_or_email_is_needed(app, client, method, phone, email,
+def test_the_chosen_way_to_reach_decides_whether_phone_or_email_is_needed(app, visitor, method, phone, email,
                                                                         refused):
-    data = valid_form(client, contact_method=method, phone=phone, email=email)
-    response = client.post("/contact", data=data, headers=HTMX)
+    data = visitor.form(contact_method=method, phone=phone, email=email)
+    response = visitor.post(data, htmx=True)
     if refused is None:
         assert response.status_code == 200
         assert len(stored_inquiries(app)) == 1
@@ -266,9 +238,9 @@ def test_the_chosen_way_to_reach_decides_whether_phone_or_email_is_needed(app, c
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
-def test_invalid_form_comes_back_with_every_typed_value_escaped(client, htmx):
-    data = valid_form(client, **TRICKY_VALUES)
-    response = client.post("/contact", data=data, headers=HTMX if htmx else {})
+def test_invalid_form_comes_back_with_every_typed_value_escaped(visitor, htmx):
+    data = visitor.form(**TRICKY_VALUES)
+    response = visitor.post(data, htmx=htmx)
     assert response.status_code == 422
     assert_shown_in_form(response.text, data)
     assert "<script>alert(1)</script>" not in response.text
@@ -277,8 +249,8 @@ def test_invalid_form_comes_back_with_every_typed_value_escaped(client, htmx):
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
-def test_htmx_gets_the_form_region_and_a_plain_browser_the_whole_page(client, htmx):
-    response = client.post("/contact", data=valid_form(client, phone="12"), headers=HTMX if htmx else {})
+def test_htmx_gets_the_form_region_and_a_plain_browser_the_whole_page(visitor, htmx):
+    response = visitor.submit(phone="12", htmx=htmx)
     assert response.status_code == 422
     if htmx:
         assert_is_form_region_fragment(response.text)
@@ -289,9 +261,9 @@ def test_htmx_gets_the_form_region_and_a_plain_browser_the_whole_page(client, ht
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
-def test_error_summary_links_to_each_bad_field_and_marks_it_invalid(client, htmx):
-    data = valid_form(client, name="", contact_method="", phone="12", best_time="noon")
-    response = client.post("/contact", data=data, headers=HTMX if htmx else {})
+def test_error_summary_links_to_each_bad_field_and_marks_it_invalid(visitor, htmx):
+    data = visitor.form(name="", contact_method="", phone="12", best_time="noon")
+    response = visitor.post(data, htmx=htmx)
     assert response.status_code == 422
     assert summary_links(response.text) == ["#name", "#contact_method-0", "#phone", "#best_time-0"]
     page = FormPage(response.text)
@@ -304,14 +276,14 @@ def test_error_summary_links_to_each_bad_field_and_marks_it_invalid(client, htmx
     assert "contact_method-0" in page.by_id  # the summary link has somewhere to go
 
 
-def test_summary_heading_says_this_answer_for_one_problem(client):
-    response = client.post("/contact", data=valid_form(client, phone="12"), headers=HTMX)
+def test_summary_heading_says_this_answer_for_one_problem(visitor):
+    response = visitor.submit(phone="12", htmx=True)
     assert "Please check this answer" in response.text
     assert summary_links(response.text) == ["#phone"]
 
 
-def test_unknown_radio_value_is_refused_and_no_choice_is_checked(client):
-    response = client.post("/contact", data=valid_form(client, contact_method="fax"), headers=HTMX)
+def test_unknown_radio_value_is_refused_and_no_choice_is_checked(visitor):
+    response = visitor.submit(contact_method="fax", htmx=True)
     assert response.status_code == 422
     assert "contact_method" not in FormPage(response.text).checked
 
@@ -390,8 +362,8 @@ def test_check_for_an_unknown_field_is_not_found(client, path):
     assert response.status_code == 404
 
 
-def test_field_checks_never_store_anything(app, client):
-    data = valid_form(client)
+def test_field_checks_never_store_anything(app, client, visitor):
+    data = visitor.form()
     for field in ("phone", "email", "contact_method"):
         for _ in range(3):
             assert client.post(f"/contact/check/{field}", data=data, headers=HTMX).status_code == 200
@@ -405,30 +377,30 @@ def test_field_checks_never_store_anything(app, client):
 # The same form sent twice
 
 
-def test_same_form_sent_twice_is_stored_once_with_the_same_reference(app, client):
-    data = valid_form(client)
-    first = client.post("/contact", data=data, headers=HTMX)
-    second = client.post("/contact", data=data, headers=HTMX)
+def test_same_form_sent_twice_is_stored_once_with_the_same_reference(app, visitor):
+    data = visitor.form()
+    first = visitor.post(data, htmx=True)
+    second = visitor.post(data, htmx=True)
     assert first.status_code == second.status_code == 200
     assert REFERENCE.findall(first.text)[0] == REFERENCE.findall(second.text)[0]
     assert len(stored_inquiries(app)) == 1
     assert len(outbox_ids(app)) == 1
 
 
-def test_plain_form_sent_twice_shows_the_same_reference_both_times(app, client):
-    data = valid_form(client)
+def test_plain_form_sent_twice_shows_the_same_reference_both_times(app, client, visitor):
+    data = visitor.form()
     references = []
     for _ in range(2):
-        assert client.post("/contact", data=data).status_code == 303
+        assert visitor.post(data).status_code == 303
         references.append(REFERENCE.search(client.get("/contact/thanks").text).group(0))
     [row] = stored_inquiries(app)
     assert references == [row["reference"], row["reference"]]
 
 
-def test_same_form_with_changed_content_is_a_second_request(app, client):
-    data = valid_form(client)
-    first = client.post("/contact", data=data, headers=HTMX)
-    second = client.post("/contact", data={**data, "message": "Actually, mornings are better."}, headers=HTMX)
+def test_same_form_with_changed_content_is_a_second_request(app, visitor):
+    data = visitor.form()
+    first = visitor.post(data, htmx=True)
+    second = visitor.post({**data, "message": "Actually, mornings are better."}, htmx=True)
     rows = stored_inquiries(app)
     assert len(rows) == 2
     assert [row["reference"] for row in rows] == [REFERENCE.search(first.text).group(0),
@@ -437,20 +409,20 @@ def test_same_form_with_changed_content_is_a_second_request(app, client):
     assert len(outbox_ids(app)) == 2
 
 
-def test_same_words_from_a_fresh_form_within_the_hour_are_one_request(app, client):
+def test_same_words_from_a_fresh_form_within_the_hour_are_one_request(app, visitor):
     """Without JavaScript, Back after sending reloads the form with a new token but the typed words."""
-    first = client.post("/contact", data=valid_form(client), headers=HTMX)
-    second = client.post("/contact", data=valid_form(client), headers=HTMX)
+    first = visitor.submit(htmx=True)
+    second = visitor.submit(htmx=True)
     assert len(stored_inquiries(app)) == 1
     assert REFERENCE.search(first.text)[0] == REFERENCE.search(second.text)[0]
 
 
-def test_same_words_after_an_hour_are_a_new_request(app, client):
-    client.post("/contact", data=valid_form(client), headers=HTMX)
+def test_same_words_after_an_hour_are_a_new_request(app, visitor):
+    visitor.submit(htmx=True)
     with sqlite3.connect(app.config["DATABASE"]) as db:
         db.execute("UPDATE inquiries SET submitted_at = submitted_at - 3601")
     db.close()
-    client.post("/contact", data=valid_form(client), headers=HTMX)
+    visitor.submit(htmx=True)
     assert len({row["reference"] for row in stored_inquiries(app)}) == 2
 
 
@@ -459,9 +431,8 @@ def test_same_words_after_an_hour_are_a_new_request(app, client):
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
-def test_filled_honeypot_is_quarantined_but_looks_accepted(app, client, htmx):
-    response = client.post("/contact", data=valid_form(client, website="http://spam.example"),
-                           headers=HTMX if htmx else {})
+def test_filled_honeypot_is_quarantined_but_looks_accepted(app, client, visitor, htmx):
+    response = visitor.submit(website="http://spam.example", htmx=htmx)
     if htmx:
         assert response.status_code == 200
         shown = REFERENCE.search(response.text).group(0)
@@ -475,16 +446,15 @@ def test_filled_honeypot_is_quarantined_but_looks_accepted(app, client, htmx):
     assert outbox_ids(app) == []
 
 
-def test_blank_honeypot_is_not_quarantined(app, client):
-    client.post("/contact", data=valid_form(client, website="  "), headers=HTMX)
+def test_blank_honeypot_is_not_quarantined(app, visitor):
+    visitor.submit(website="  ", htmx=True)
     [row] = stored_inquiries(app)
     assert row["state"] == "pending" and row["quarantine_reason"] is None
 
 
 def test_form_sent_faster_than_a_person_could_is_marked_but_still_delivered(make_app):
     app = make_app(MIN_FILL_SECONDS=30)
-    client = app.test_client()
-    assert client.post("/contact", data=valid_form(client), headers=HTMX).status_code == 200
+    assert Visitor(app.test_client()).submit(htmx=True).status_code == 200
     [row] = stored_inquiries(app)
     assert row["possibly_automated"] == 1
     assert row["state"] == "pending" and row["quarantine_reason"] is None
@@ -493,16 +463,14 @@ def test_form_sent_faster_than_a_person_could_is_marked_but_still_delivered(make
 
 def test_form_filled_in_at_a_human_pace_is_not_marked(make_app):
     app = make_app(MIN_FILL_SECONDS=30)
-    client = app.test_client()
-    client.post("/contact", data=valid_form(client, form_token=old_form_token(app, 120)), headers=HTMX)
+    Visitor(app.test_client()).submit(form_token=old_form_token(app, 120), htmx=True)
     [row] = stored_inquiries(app)
     assert row["possibly_automated"] == 0
 
 
 def test_without_a_minimum_fill_time_nothing_is_marked(make_app):
     app = make_app(MIN_FILL_SECONDS=0)
-    client = app.test_client()
-    client.post("/contact", data=valid_form(client), headers=HTMX)
+    Visitor(app.test_client()).submit(htmx=True)
     [row] = stored_inquiries(app)
     assert row["possibly_automated"] == 0
 
@@ -518,22 +486,22 @@ def _tampered(token: str) -> str:
 @pytest.mark.parametrize("token", [
     "garbage", "", None, "a.b.c", "\u00e9\u00e9.\u00e9", "x" * 2000, "tampered",
 ])
-def test_bad_form_token_is_stored_anyway_and_marked(app, client, token):
+def test_bad_form_token_is_stored_anyway_and_marked(app, visitor, token):
     if token == "tampered":
-        token = _tampered(fresh_token(client))
-    response = client.post("/contact", data=valid_form(client, form_token=token), headers=HTMX)
+        token = _tampered(visitor.fresh_token())
+    response = visitor.submit(form_token=token, htmx=True)
     assert response.status_code == 200
     [row] = stored_inquiries(app)
     assert row["reference"] == REFERENCE.search(response.text).group(0)
     assert row["possibly_automated"] == 1
     assert row["state"] == "pending"
-    assert row["fields"]["name"] == "Alex Morgan"
+    assert row["fields"]["name"] == VISITOR["name"]
 
 
-def test_token_signed_with_another_key_is_marked(make_app, app, client):
+def test_token_signed_with_another_key_is_marked(make_app, app, visitor):
     other = make_app(SECRET_KEY="another key " * 4, INSTANCE_PATH=app.instance_path + "-other")
-    token = fresh_token(other.test_client())
-    client.post("/contact", data=valid_form(client, form_token=token), headers=HTMX)
+    token = Visitor(other.test_client()).fresh_token()
+    visitor.submit(form_token=token, htmx=True)
     [row] = stored_inquiries(app)
     assert row["possibly_automated"] == 1
 
@@ -547,43 +515,39 @@ def _get_form(make_app):
 
 
 def _post_valid(make_app, htmx=True):
-    client = make_app().test_client()
-    return client.post("/contact", data=valid_form(client), headers=HTMX if htmx else {})
+    return Visitor(make_app().test_client()).submit(htmx=htmx)
 
 
 def _post_invalid(make_app):
-    client = make_app().test_client()
-    return client.post("/contact", data=valid_form(client, name=""), headers=HTMX)
+    return Visitor(make_app().test_client()).submit(name="", htmx=True)
 
 
 def _get_thanks(make_app):
     client = make_app().test_client()
-    client.post("/contact", data=valid_form(client))
+    Visitor(client).submit()
     return client.get("/contact/thanks")
 
 
 def _post_rate_limited(make_app):
-    client = make_app(RATE_LIMIT_COUNT=1).test_client()
-    client.post("/contact", data=valid_form(client))
-    return client.post("/contact", data=valid_form(client, message="Another request"))
+    visitor = Visitor(make_app(RATE_LIMIT_COUNT=1).test_client())
+    visitor.submit()
+    return visitor.submit(message="Another request")
 
 
 def _post_csrf_failure(make_app):
-    client = make_app(WTF_CSRF_ENABLED=True).test_client()
-    return client.post("/contact", data=valid_form(client, csrf_token="wrong"))
+    return Visitor(make_app(WTF_CSRF_ENABLED=True).test_client()).submit(csrf_token="wrong")
 
 
 def _post_storage_failure(make_app):
     app = make_app()
-    client = app.test_client()
-    data = valid_form(client)
+    visitor = Visitor(app.test_client())
+    data = visitor.form()
     break_database(app)
-    return client.post("/contact", data=data)
+    return visitor.post(data)
 
 
 def _post_too_large(make_app):
-    client = make_app().test_client()
-    return client.post("/contact", data=valid_form(client, message="x" * 40_000))
+    return Visitor(make_app().test_client()).submit(message="x" * 40_000)
 
 
 def _check_field(make_app):
@@ -623,9 +587,9 @@ def _assert_no_canary(records) -> None:
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
-def test_logs_name_the_reference_but_never_what_the_visitor_typed(app, client, caplog, htmx):
+def test_logs_name_the_reference_but_never_what_the_visitor_typed(app, visitor, caplog, htmx):
     caplog.set_level(logging.DEBUG)
-    response = client.post("/contact", data=valid_form(client, **CANARY), headers=HTMX if htmx else {})
+    response = visitor.submit(**CANARY, htmx=htmx)
     assert response.status_code in (200, 303)
     [row] = stored_inquiries(app)
     assert row["reference"] in caplog.text
@@ -638,13 +602,14 @@ def test_failures_never_log_what_the_visitor_typed(make_app, caplog, scenario):
     settings = {"rate-limited": {"RATE_LIMIT_COUNT": 1}, "csrf": {"WTF_CSRF_ENABLED": True}}.get(scenario, {})
     app = make_app(**settings)
     client = app.test_client()
-    data = valid_form(client, **CANARY)
+    visitor = Visitor(client)
+    data = visitor.form(**CANARY)
     expected = {"invalid": 422, "rate-limited": 429, "storage": 503, "too-large": 413, "check": 200, "csrf": 400}
     if scenario == "invalid":
         data["phone"] = "203-555-0188 x"
         data["contact_method"] = "fax"
     elif scenario == "rate-limited":
-        client.post("/contact", data=valid_form(client))
+        visitor.submit()
     elif scenario == "storage":
         break_database(app)
     elif scenario == "too-large":
@@ -661,11 +626,11 @@ def test_failures_never_log_what_the_visitor_typed(make_app, caplog, scenario):
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
-def test_database_that_cannot_be_written_keeps_the_words_and_gives_the_phone_number(app, client, htmx):
-    data = valid_form(client, **TRICKY_VALUES)
+def test_database_that_cannot_be_written_keeps_the_words_and_gives_the_phone_number(app, visitor, htmx):
+    data = visitor.form(**TRICKY_VALUES)
     data["phone"] = "(203) 555-0147"
     break_database(app)
-    response = client.post("/contact", data=data, headers=HTMX if htmx else {})
+    response = visitor.post(data, htmx=htmx)
     assert response.status_code == 503
     assert PHONE_LINK in response.text
     assert "could not save your request" in response.text
@@ -676,36 +641,36 @@ def test_database_that_cannot_be_written_keeps_the_words_and_gives_the_phone_num
         assert "<html" in response.text
 
 
-def test_database_in_an_impossible_place_gives_503_not_500(app, client):
-    data = valid_form(client)
+def test_database_in_an_impossible_place_gives_503_not_500(app, visitor):
+    data = visitor.form()
     app.config["DATABASE"] = "/proc/rsct-nowhere.sqlite3"
-    response = client.post("/contact", data=data, headers=HTMX)
+    response = visitor.post(data, htmx=True)
     assert response.status_code == 503
     assert PHONE_LINK in response.text
     assert_shown_in_form(response.text, data)
 
 
-def test_database_below_a_file_gives_503_not_500(app, client, tmp_path):
-    data = valid_form(client)
+def test_database_below_a_file_gives_503_not_500(app, visitor, tmp_path):
+    data = visitor.form()
     (tmp_path / "not-a-folder").write_text("")
     app.config["DATABASE"] = str(tmp_path / "not-a-folder" / "rsct.sqlite3")
-    response = client.post("/contact", data=data)
+    response = visitor.post(data)
     assert response.status_code == 503
     assert PHONE_LINK in response.text
 
 
-def test_form_sent_after_the_database_recovers_is_stored(app, client):
-    data = valid_form(client)
+def test_form_sent_after_the_database_recovers_is_stored(app, visitor):
+    data = visitor.form()
     path = app.config["DATABASE"]
     app.config["DATABASE"] = "/proc/rsct-nowhere.sqlite3"
-    assert client.post("/contact", data=data, headers=HTMX).status_code == 503
+    assert visitor.post(data, htmx=True).status_code == 503
     app.config["DATABASE"] = path
-    assert client.post("/contact", data=data, headers=HTMX).status_code == 200
+    assert visitor.post(data, htmx=True).status_code == 200
     assert len(stored_inquiries(app)) == 1
 
 
-def test_too_much_text_from_htmx_keeps_the_form_and_shows_a_short_notice(app, client):
-    response = client.post("/contact", data=valid_form(client, message="x" * 40_000), headers=HTMX)
+def test_too_much_text_from_htmx_keeps_the_form_and_shows_a_short_notice(app, visitor):
+    response = visitor.submit(message="x" * 40_000, htmx=True)
     assert response.status_code == 413
     assert response.headers["HX-Retarget"] == "#form-status"
     assert response.headers["HX-Reswap"] == "innerHTML"
@@ -715,8 +680,8 @@ def test_too_much_text_from_htmx_keeps_the_form_and_shows_a_short_notice(app, cl
     assert stored_inquiries(app) == []
 
 
-def test_too_much_text_from_a_plain_browser_gives_a_page_with_the_phone_number(app, client):
-    response = client.post("/contact", data=valid_form(client, message="x" * 40_000))
+def test_too_much_text_from_a_plain_browser_gives_a_page_with_the_phone_number(app, visitor):
+    response = visitor.submit(message="x" * 40_000)
     assert response.status_code == 413
     assert "<html" in response.text
     assert PHONE_LINK in response.text
@@ -724,9 +689,9 @@ def test_too_much_text_from_a_plain_browser_gives_a_page_with_the_phone_number(a
     assert stored_inquiries(app) == []
 
 
-def test_body_just_under_the_limit_is_read(app, client):
-    data = valid_form(client, message="x" * 1001)  # too long for the form, not for the server
-    response = client.post("/contact", data=data, headers=HTMX)
+def test_body_just_under_the_limit_is_read(app, visitor):
+    data = visitor.form(message="x" * 1001)  # too long for the form, not for the server
+    response = visitor.post(data, htmx=True)
     assert response.status_code == 422
 
 
@@ -739,10 +704,10 @@ def _corrupt_database(app) -> None:
         handle.write(b"not a database " * 100)
 
 
-def test_database_file_that_is_not_a_database_gives_503_not_500(app, client):
-    data = valid_form(client)
+def test_database_file_that_is_not_a_database_gives_503_not_500(app, visitor):
+    data = visitor.form()
     _corrupt_database(app)
-    response = client.post("/contact", data=data, headers=HTMX)
+    response = visitor.post(data, htmx=True)
     assert response.status_code == 503
     assert PHONE_LINK in response.text
     assert_shown_in_form(response.text, data)
@@ -760,13 +725,13 @@ def _open_files_under(prefix: str) -> list[str]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open files")
-def test_failed_database_connection_is_closed_at_once(app, client):
-    data = valid_form(client)
+def test_failed_database_connection_is_closed_at_once(app, visitor):
+    data = visitor.form()
     _corrupt_database(app)
     gc.collect()
     gc.disable()  # only reference counting: what is not closed explicitly stays open
     try:
-        response = client.post("/contact", data=data, headers=HTMX)
+        response = visitor.post(data, htmx=True)
         assert response.status_code == 503
         del response
         assert _open_files_under(app.config["DATABASE"]) == []
@@ -775,8 +740,8 @@ def test_failed_database_connection_is_closed_at_once(app, client):
         gc.collect()
 
 
-def test_thanks_page_shows_the_reference_once(client):
-    response = client.post("/contact", data=valid_form(client))
+def test_thanks_page_shows_the_reference_once(client, visitor):
+    response = visitor.submit()
     assert response.status_code == 303
     first = client.get("/contact/thanks")
     assert REFERENCE.search(first.text)
@@ -785,21 +750,20 @@ def test_thanks_page_shows_the_reference_once(client):
     assert PHONE_LINK in again.text
 
 
-def test_an_address_with_accents_before_the_at_is_explained_not_stored(app, client):
+def test_an_address_with_accents_before_the_at_is_explained_not_stored(app, visitor):
     """Such an address cannot go in a Reply-To header every server accepts; the inquiry would never leave."""
-    data = valid_form(client, contact_method="email", email="jörg.müller@bücher.example")
-    response = client.post("/contact", data=data, headers=HTMX)
+    data = visitor.form(contact_method="email", email="jörg.müller@bücher.example")
+    response = visitor.post(data, htmx=True)
     assert response.status_code == 422
     assert "accented letters before the @" in response.text
     assert stored_inquiries(app) == []
-    ok = client.post("/contact", data=valid_form(client, contact_method="email", email="jorg@bücher.example"),
-                     headers=HTMX)
+    ok = visitor.submit(contact_method="email", email="jorg@bücher.example", htmx=True)
     assert ok.status_code == 200
 
 
-def test_same_words_from_another_browser_are_a_new_request_and_reveal_nothing(app, client):
-    first = client.post("/contact", data=valid_form(client), headers=HTMX)
-    stranger = app.test_client()
-    second = stranger.post("/contact", data=valid_form(stranger), headers=HTMX)
+def test_same_words_from_another_browser_are_a_new_request_and_reveal_nothing(app, visitor):
+    first = visitor.submit(htmx=True)
+    stranger = Visitor(app.test_client())
+    second = stranger.submit(htmx=True)
     assert REFERENCE.search(first.text)[0] != REFERENCE.search(second.text)[0]
     assert len(stored_inquiries(app)) == 2

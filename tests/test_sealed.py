@@ -13,7 +13,8 @@ import subprocess
 import threading
 
 import pytest
-from smtp_servers import SENDER, running_smtp, smtp_settings, submit
+from helpers import Visitor
+from smtp_servers import SENDER, running_smtp, smtp_settings
 
 import config
 from rsct import inquiries, sender, smime
@@ -96,7 +97,7 @@ def canary_visit(client, **changes):
         message="Please Qzxsealnote write soon.",
     )
     values.update(changes)
-    response = submit(client, **values)
+    response = Visitor(client).submit(**values)
     assert response.status_code == 303, response.text
     return response
 

@@ -16,7 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from smtp_servers import SENDER, Inbox, running_smtp, smtp_settings, submit
+from helpers import Visitor
+from smtp_servers import SENDER, Inbox, running_smtp, smtp_settings
 
 import config
 from rsct import sender
@@ -148,7 +149,7 @@ def verify_cli(app, raw: bytes, tmp_path):
 
 def test_a_signed_inquiry_verifies_in_openssl_gpgsm_and_inquiry_verify(signing_app, inbox, pki, tmp_path):
     for changes in ({}, {"contact_method": "email", "email": "jo@example.org"}):
-        assert submit(signing_app.test_client(), **changes).status_code == 303
+        assert Visitor(signing_app.test_client()).submit(**changes).status_code == 303
         assert len(deliver(signing_app).delivered) == 1
     received = inbox.wait_for(2)
     assert len(received) == 2
@@ -173,7 +174,7 @@ def test_a_signed_inquiry_verifies_in_openssl_gpgsm_and_inquiry_verify(signing_a
 
 
 def test_one_changed_character_fails_every_check(signing_app, inbox, pki, tmp_path):
-    assert submit(signing_app.test_client(), name="Jordan Rivers").status_code == 303
+    assert Visitor(signing_app.test_client()).submit(name="Jordan Rivers").status_code == 303
     deliver(signing_app)
     (message,) = inbox.wait_for(1)
     changed = message.content.replace(b"Jordan Rivers", b"Jordan Riverz", 1)
@@ -184,7 +185,7 @@ def test_one_changed_character_fails_every_check(signing_app, inbox, pki, tmp_pa
 
 
 def test_the_digest_is_signed_too(signing_app, inbox, pki, tmp_path):
-    assert submit(signing_app.test_client(), website="http://spam.example").status_code == 303
+    assert Visitor(signing_app.test_client()).submit(website="http://spam.example").status_code == 303
     result = signing_app.test_cli_runner().invoke(args=["inquiry", "digest"])
     assert result.exit_code == 0, result.output
     (digest,) = inbox.wait_for(1)

@@ -3,12 +3,12 @@ import time
 
 import pytest
 
-from helpers import db
+from helpers import Visitor, db
 from rsct import inquiries
 from rsct import outbox
 from rsct import sender
 from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, free_port, make_certs, running_smtp,
-                          server_tls_context, smtp_settings, submit)
+                          server_tls_context, smtp_settings)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def deliver(app) -> outbox.Outcome:
 
 def stored_one(app) -> str:
     """Submit one inquiry through the form; returns its reference."""
-    response = submit(app.test_client())
+    response = Visitor(app.test_client()).submit()
     assert response.status_code == 303, response.text
     (row,) = inquiries.recent(app.config["DATABASE"])
     return row["reference"]
