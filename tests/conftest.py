@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from helpers import ROOT, Visitor, new_context, require_tool
+from smtp_servers import Inbox, running_smtp, smtp_settings
 
 VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
@@ -60,6 +61,25 @@ def runner(app):
 def visitor(client):
     """A visitor in the `client` browser: visitor.submit(**changes) sends the valid request, htmx=True as htmx."""
     return Visitor(client)
+
+
+@pytest.fixture
+def inbox():
+    """What the test SMTP server (smtp_port) accepted."""
+    return Inbox()
+
+
+@pytest.fixture
+def smtp_port(inbox):
+    """A real SMTP server on 127.0.0.1 that keeps what it accepts in `inbox`."""
+    with running_smtp(inbox) as port:
+        yield port
+
+
+@pytest.fixture
+def smtp_app(make_app, smtp_port):
+    """The testing app, sending its mail to the test SMTP server."""
+    return make_app(**smtp_settings(smtp_port))
 
 
 @pytest.fixture

@@ -4,16 +4,23 @@ the database file, the received mail, and the browser context every browser test
 Fixtures live in conftest.py; test servers in smtp_servers.py and deploy_harness.py. Test modules take
 what they share from here, never from other test modules or the conftest file.
 """
+import base64
+import email
 import email.message
 import json
 import os
 import pathlib
 import re
 import sqlite3
+import time
 from contextlib import closing, contextmanager
+from email import policy
 from html.parser import HTMLParser
 
 import pytest
+
+from rsct import outbox
+from rsct import sender
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HTMX_FILE = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
@@ -223,6 +230,74 @@ def break_database(app) -> None:
 
 def body_text(message: email.message.EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def deliver(app) -> outbox.Outcome:
+    with app.app_context():
+        return sender.deliver_due()
+
+
+def send_one(app, inbox, **changes):
+    """Submit the form with VISITOR (plus changes), deliver, and return (reference, received message)."""
+    before = len(inbox.messages)
+    response = Visitor(app.test_client()).submit(**changes)
+    assert response.status_code == 303, response.text
+    outcome = deliver(app)
+    assert len(outcome.delivered) == 1 and not outcome.retrying and not outcome.failed
+    received = inbox.wait_for(before + 1)
+    assert len(received) == before + 1
+    return outcome.delivered[0], received[-1]
+
+
+def verify_file(app, raw: bytes, folder):
+    """`flask inquiry verify` on the email `raw`, saved in `folder`; returns the CLI result."""
+    path = folder / f"check-{time.monotonic_ns()}.eml"
+    path.write_bytes(raw)
+    return app.test_cli_runner().invoke(args=["inquiry", "verify", str(path)])
+
+
+def rewritten(raw: bytes, change) -> bytes:
+    """The message with its decoded text passed through `change`, encoded again (quoted-printable)."""
+    message = email.message_from_bytes(raw, policy=policy.default)
+    text = body_text(message).replace("\r\n", "\n")  # quoted-printable keeps the CRLF of the wire
+    new_text = change(text)
+    message.set_content(new_text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
+
+
+def other_char(char: str) -> str:
+    if char.isdigit():
+        return str((int(char) + 1) % 10)
+    if char.isalpha():
+        replacement = "q" if char.lower() != "q" else "z"
+        return replacement.upper() if char.isupper() else replacement
+    return "#"
+
+
+def change_in_line(prefix: str, index: int):
+    """Change one character of the value on the block line that starts with `prefix`."""
+    def change(text: str) -> str:
+        lines = text.split("\n")
+        (number,) = [i for i, line in enumerate(lines) if line.startswith(prefix)][:1]
+        line = lines[number]
+        position = len(prefix) + index if index >= 0 else len(line) + index
+        assert not line[position].isspace(), repr(line)
+        lines[number] = line[:position] + other_char(line[position]) + line[position + 1:]
+        return "\n".join(lines)
+    return change
+
+
+def gateway_rewrite(raw: bytes) -> bytes:
+    """What a mail gateway may do: base64 instead of quoted-printable, CRLF, a banner around the text."""
+    message = email.message_from_bytes(raw, policy=policy.default)
+    text = body_text(message).replace("\r\n", "\n")
+    banner = "[EXTERNAL EMAIL] This message came from outside the organisation. Be careful with links."
+    text = f"{banner}\n\n{text}\n{banner}\n"
+    headers = [f"{name}: {value}" for name, value in message.items()
+               if name.lower() not in ("content-transfer-encoding", "content-type")]
+    headers += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64"]
+    encoded = base64.encodebytes(text.replace("\n", "\r\n").encode("utf-8")).decode("ascii")
+    return ("\r\n".join(headers) + "\r\n\r\n" + encoded.replace("\n", "\r\n")).encode("ascii")
 
 
 # --- the browser --------------------------------------------------------------------------------
