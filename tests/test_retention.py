@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import VISITOR, Visitor, db
+from helpers import VISITOR, Visitor, db, deliver
 from rsct import cli
 from rsct import inquiries
 from rsct import outbox
@@ -19,11 +19,6 @@ from smtp_servers import Inbox, running_smtp, smtp_settings
 
 DAY = 86400
 CANARY = "Qzxcanary7"
-
-
-def deliver(app) -> outbox.Outcome:
-    with app.app_context():
-        return sender.deliver_due()
 
 
 def store(app, token: str, quarantine_reason=None, **changes) -> str:

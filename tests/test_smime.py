@@ -16,24 +16,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from helpers import Visitor
-from smtp_servers import SENDER, Inbox, running_smtp, smtp_settings
+from helpers import Visitor, deliver, require_tool
+from smtp_servers import SENDER, running_smtp, smtp_settings
 
 import config
-from rsct import sender
 
 SENDER_ADDRESS = "website@rsct.example.org"
 
 
 def require(tool: str) -> str:
     """The tool's path; in CI a missing tool fails, on a developer's machine it skips loudly."""
-    import os
-
     path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is missing, and CI=true makes a missing tool a failure")
-        pytest.skip(f"MISSING TOOL, CHECK NOT RUN: {tool}")
+    require_tool(path is not None, tool)
     return path
 
 
@@ -73,19 +67,9 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture
-def inbox():
-    return Inbox()
-
-
-@pytest.fixture
 def signing_app(make_app, inbox, pki):
     with running_smtp(inbox) as port:
         yield make_app(**smtp_settings(port, SMIME_SIGNER_CERT=str(pki["cert"]), SMIME_SIGNER_KEY=str(pki["key"])))
-
-
-def deliver(app):
-    with app.app_context():
-        return sender.deliver_due()
 
 
 def openssl_verifies(raw: bytes, ca, tmp_path) -> bool:

@@ -3,10 +3,9 @@ import time
 
 import pytest
 
-from helpers import Visitor, db
+from helpers import Visitor, db, deliver
 from rsct import inquiries
 from rsct import outbox
-from rsct import sender
 from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, free_port, make_certs, running_smtp,
                           server_tls_context, smtp_settings)
 
@@ -14,11 +13,6 @@ from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, Silent
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-def deliver(app) -> outbox.Outcome:
-    with app.app_context():
-        return sender.deliver_due()
 
 
 def stored_one(app) -> str:
