@@ -1,6 +1,7 @@
-"""Shared fixtures: the app on a real SQLite file, a live server, Chromium, axe-core and the Nu checker."""
-import base64
-import hashlib
+"""Shared fixtures: the app on a real SQLite file, a live server, Chromium, axe-core and the Nu checker.
+
+Constants and plain functions that tests import live in helpers.py; this file holds fixtures only.
+"""
 import json
 import os
 import pathlib
@@ -13,34 +14,14 @@ from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 from app import create_app
+from helpers import ROOT, Visitor, new_context, require_tool
+from smtp_servers import Inbox, running_smtp, smtp_settings
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-HTMX_FILE = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
 VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
-IN_CI = os.environ.get("CI") == "true"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-# Every page a visitor can reach; tests walk this table.
-PAGES = {
-    "/": "Addiction Treatment in Madison",
-    "/intensive-outpatient-programs": "Intensive Outpatient Programs",
-    "/substance-abuse-therapy": "Therapy",
-    "/resources": "Resources",
-    "/contact": "Contact",
-    "/privacy": "Privacy",
-}
-
-
-def require_tool(available: bool, what: str) -> None:
-    """Skip loudly when a tool is missing on a developer's machine; fail in CI."""
-    if available:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is missing, and CI=true makes a missing tool a failure")
-    pytest.skip(f"MISSING TOOL, CHECK NOT RUN: {what}")
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +58,31 @@ def runner(app):
 
 
 @pytest.fixture
+def visitor(client):
+    """A visitor in the `client` browser: visitor.submit(**changes) sends the valid request, htmx=True as htmx."""
+    return Visitor(client)
+
+
+@pytest.fixture
+def inbox():
+    """What the test SMTP server (smtp_port) accepted."""
+    return Inbox()
+
+
+@pytest.fixture
+def smtp_port(inbox):
+    """A real SMTP server on 127.0.0.1 that keeps what it accepts in `inbox`."""
+    with running_smtp(inbox) as port:
+        yield port
+
+
+@pytest.fixture
+def smtp_app(make_app, smtp_port):
+    """The testing app, sending its mail to the test SMTP server."""
+    return make_app(**smtp_settings(smtp_port))
+
+
+@pytest.fixture
 def live_server(app):
     """The app served over real HTTP on a free loopback port, for the browser."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -98,40 +104,6 @@ def browser():
             require_tool(False, f"Chromium ({error.__class__.__name__})")
         yield chromium
         chromium.close()
-
-
-def htmx_integrity() -> str:
-    require_tool(HTMX_FILE.exists(), "node_modules/htmx.org (run: npm ci)")
-    return "sha384-" + base64.b64encode(hashlib.sha384(HTMX_FILE.read_bytes()).digest()).decode()
-
-
-def new_context(browser, htmx_url: str, **options):
-    """A fresh browser profile: htmx's CDN URL answered from the npm package, nothing else leaves the machine.
-
-    Console errors, failed requests and Content-Security-Policy violations are collected in
-    context.problems; tests assert that it stays empty.
-    """
-    htmx_integrity()
-    ctx = browser.new_context(**options)
-    ctx.problems = []
-    ctx.add_init_script("""document.addEventListener('securitypolicyviolation', e =>
-        console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));""")
-
-    def outside(route):
-        ctx.problems.append(f"request left the machine: {route.request.url}")
-        route.abort()
-
-    ctx.route("**/*", lambda route: outside(route) if not route.request.url.startswith("http://127.0.0.1")
-              else route.continue_())
-    ctx.route(htmx_url, lambda route: route.fulfill(
-        path=str(HTMX_FILE), content_type="text/javascript; charset=utf-8",
-        headers={"Access-Control-Allow-Origin": "*"}))
-    ctx.on("console", lambda msg: ctx.problems.append(f"console {msg.type}: {msg.text}")
-           if msg.type in ("error", "warning") else None)
-    ctx.on("requestfailed", lambda request: ctx.problems.append(
-        f"failed request: {request.url} {request.failure}"))
-    ctx.on("weberror", lambda error: ctx.problems.append(f"page error: {error.error}"))
-    return ctx
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Real mail servers for the delivery tests, and small helpers shared by those tests.
+"""Real mail servers for the delivery tests, and the settings that point the app at them.
 
 - `Inbox` + `running_smtp()`: an aiosmtpd server in a thread on 127.0.0.1, collecting what it accepts
   (optionally with STARTTLS or implicit TLS, a slow reply, or a 4xx/5xx reply to DATA).
@@ -9,14 +9,13 @@
   well within any per-read timeout: endless (a relay that never finishes a conversation), or finished
   after a given number of lines (slow but complete).
 - `make_certs()`: a throw-away CA and server certificates made with the openssl command.
+- `smtp_settings()`: the app's settings for sending to one of these servers.
 Every server is bounded by timeouts and closes every socket and thread when stopped.
 """
 import asyncio
 import email
-import re
 import shutil
 import socket
-import sqlite3
 import ssl
 import subprocess
 import threading
@@ -308,44 +307,3 @@ def smtp_settings(port: int, **overrides) -> dict:
                 "MAIL_DEFAULT_SENDER": SENDER, "INQUIRY_RECIPIENT": RECIPIENT}
     settings.update(overrides)
     return settings
-
-
-VISITOR = {
-    "name": "Jordan Qzxname Rivers",
-    "contact_method": "call",
-    "phone": "203-555-0147",
-    "email": "",
-    "best_time": "morning",
-    "leave_message": "no",
-    "for_whom": "self",
-    "message": "I would like to talk about Qzxnote options.\nSecond line of my note.",
-}
-
-
-def form_token(client) -> str:
-    page = client.get("/contact")
-    assert page.status_code == 200
-    return re.search(r'name="form_token" type="hidden" value="([^"]+)"', page.text).group(1)
-
-
-def submit(client, **changes):
-    """Post the call-back form as a plain browser would; returns the response (303 when stored)."""
-    data = dict(VISITOR, form_token=form_token(client))
-    data.update(changes)
-    return client.post("/contact", data={k: v for k, v in data.items() if v is not None})
-
-
-@contextmanager
-def db(app_or_path):
-    """A plain sqlite3 connection to the app's database file (autocommit), closed afterwards."""
-    path = app_or_path if isinstance(app_or_path, (str, Path)) else app_or_path.config["DATABASE"]
-    connection = sqlite3.connect(str(path), isolation_level=None, timeout=10)
-    connection.row_factory = sqlite3.Row
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def body_text(message: email.message.EmailMessage) -> str:
-    return message.get_body(preferencelist=("plain",)).get_content()

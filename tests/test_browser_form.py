@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 from playwright.sync_api import expect
 
-from conftest import new_context
+from helpers import new_context
 
 pytestmark = pytest.mark.browser
 SHORT = 5000  # ms: every expectation is bounded

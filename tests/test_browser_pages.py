@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from conftest import HTMX_FILE, PAGES
+from helpers import HTMX_FILE, PAGES
 
 pytestmark = pytest.mark.browser
 VIEWPORTS = [{"width": 360, "height": 740}, {"width": 1280, "height": 800}]

@@ -9,7 +9,7 @@ import pytest
 
 import config
 from app import create_app
-from conftest import ROOT
+from helpers import ROOT
 
 GOOD_KEY = "k" * 40
 PRODUCTION = {

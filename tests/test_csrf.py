@@ -8,8 +8,8 @@ import time
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from test_form import (HTMX, PHONE_LINK, REFERENCE, FormPage, assert_is_form_region_fragment, assert_shown_in_form,
-                       stored_inquiries, valid_form)
+from helpers import (HTMX, PHONE_LINK, REFERENCE, FormPage, Visitor, assert_is_form_region_fragment,
+                     assert_shown_in_form, stored_inquiries)
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]*)"')
 PRESS_AGAIN = "press <strong>Send request</strong> once more"
@@ -30,7 +30,7 @@ def csrf_token(html: str) -> str:
 def opened_form(client, **changes) -> dict:
     """Open the contact page like a browser and fill it in: form token, CSRF token and the visitor's answers."""
     page = client.get("/contact")
-    return valid_form(client, **{"csrf_token": csrf_token(page.text), **VALUES, **changes})
+    return Visitor(client).form(**{"csrf_token": csrf_token(page.text), **VALUES, **changes})
 
 
 def resubmit(response_html: str, data: dict) -> dict:

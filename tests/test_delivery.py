@@ -1,5 +1,4 @@
 """An inquiry travels from the form to a real SMTP server: envelope, headers, body, signature, digest, health."""
-import base64
 import email
 import logging
 import os
@@ -12,50 +11,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from helpers import (REFERENCE, VISITOR, Visitor, body_text, change_in_line, db, deliver, gateway_rewrite, rewritten,
+                     send_one, verify_file)
 from rsct import inquiries
 from rsct import mailer
 from rsct import outbox
-from rsct import sender
 from rsct import signing
-from smtp_servers import (HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, VISITOR, Inbox, body_text, db,
-                          running_smtp, smtp_settings, submit)
+from smtp_servers import HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, smtp_settings
 
-REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")
 OLD_KEY = "old-signing-key-" + "o" * 32
 NEW_KEY = "new-signing-key-" + "n" * 32
-
-
-@pytest.fixture
-def inbox():
-    return Inbox()
-
-
-@pytest.fixture
-def smtp_port(inbox):
-    with running_smtp(inbox) as port:
-        yield port
-
-
-@pytest.fixture
-def smtp_app(make_app, smtp_port):
-    return make_app(**smtp_settings(smtp_port))
-
-
-def deliver(app) -> outbox.Outcome:
-    with app.app_context():
-        return sender.deliver_due()
-
-
-def send_one(app, inbox, **changes):
-    """Submit the form with VISITOR (plus changes), deliver, and return (reference, received message)."""
-    before = len(inbox.messages)
-    response = submit(app.test_client(), **changes)
-    assert response.status_code == 303, response.text
-    outcome = deliver(app)
-    assert len(outcome.delivered) == 1 and not outcome.retrying and not outcome.failed
-    received = inbox.wait_for(before + 1)
-    assert len(received) == before + 1
-    return outcome.delivered[0], received[-1]
 
 
 def visitor_values(fields: dict) -> list[str]:
@@ -158,43 +123,6 @@ def signed(smtp_app, inbox, tmp_path):
     return smtp_app, reference, received.content
 
 
-def verify_file(app, raw: bytes, folder):
-    path = folder / f"check-{time.monotonic_ns()}.eml"
-    path.write_bytes(raw)
-    return app.test_cli_runner().invoke(args=["inquiry", "verify", str(path)])
-
-
-def rewritten(raw: bytes, change) -> bytes:
-    """The message with its decoded text passed through `change`, encoded again (quoted-printable)."""
-    message = email.message_from_bytes(raw, policy=policy.default)
-    text = body_text(message).replace("\r\n", "\n")  # quoted-printable keeps the CRLF of the wire
-    new_text = change(text)
-    message.set_content(new_text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    return message.as_bytes()
-
-
-def other_char(char: str) -> str:
-    if char.isdigit():
-        return str((int(char) + 1) % 10)
-    if char.isalpha():
-        replacement = "q" if char.lower() != "q" else "z"
-        return replacement.upper() if char.isupper() else replacement
-    return "#"
-
-
-def change_in_line(prefix: str, index: int):
-    """Change one character of the value on the block line that starts with `prefix`."""
-    def change(text: str) -> str:
-        lines = text.split("\n")
-        (number,) = [i for i, line in enumerate(lines) if line.startswith(prefix)][:1]
-        line = lines[number]
-        position = len(prefix) + index if index >= 0 else len(line) + index
-        assert not line[position].isspace(), repr(line)
-        lines[number] = line[:position] + other_char(line[position]) + line[position + 1:]
-        return "\n".join(lines)
-    return change
-
-
 def test_received_email_verifies(signed, tmp_path):
     app, reference, raw = signed
     result = verify_file(app, raw, tmp_path)
@@ -267,19 +195,6 @@ def test_message_without_a_signed_block_fails(app, tmp_path, text):
     assert result.exit_code == 1 and "NOT AUTHENTIC" in result.output
 
 
-def gateway_rewrite(raw: bytes) -> bytes:
-    """What a mail gateway may do: base64 instead of quoted-printable, CRLF, a banner around the text."""
-    message = email.message_from_bytes(raw, policy=policy.default)
-    text = body_text(message).replace("\r\n", "\n")
-    banner = "[EXTERNAL EMAIL] This message came from outside the organisation. Be careful with links."
-    text = f"{banner}\n\n{text}\n{banner}\n"
-    headers = [f"{name}: {value}" for name, value in message.items()
-               if name.lower() not in ("content-transfer-encoding", "content-type")]
-    headers += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64"]
-    encoded = base64.encodebytes(text.replace("\n", "\r\n").encode("utf-8")).decode("ascii")
-    return ("\r\n".join(headers) + "\r\n\r\n" + encoded.replace("\n", "\r\n")).encode("ascii")
-
-
 def test_gateway_re_encoding_and_banner_keep_it_authentic(signed, tmp_path):
     app, reference, raw = signed
     rewritten_raw = gateway_rewrite(raw)
@@ -305,7 +220,7 @@ def eml_for(app, reference) -> bytes:
 
 def file_inquiry(app, **changes) -> bytes:
     """Submit and deliver to a file (no MAIL_SERVER); returns the .eml bytes."""
-    assert submit(app.test_client(), **changes).status_code == 303
+    assert Visitor(app.test_client()).submit(**changes).status_code == 303
     outcome = deliver(app)
     (reference,) = outcome.delivered
     return eml_for(app, reference)
@@ -329,7 +244,8 @@ def test_key_rotation(make_app, tmp_path):
 
 def test_honeypot_inquiry_goes_to_the_digest_once_and_can_be_released(smtp_app, inbox):
     note = "".join(f"{i:03d}." for i in range(150))  # 600 characters; "050." starts the 201st
-    response = submit(smtp_app.test_client(), website="http://spam.example", name="Held Qzxperson", message=note)
+    response = Visitor(smtp_app.test_client()).submit(website="http://spam.example", name="Held Qzxperson",
+                                                      message=note)
     assert response.status_code == 303  # thanked like anyone else
     (reference,) = [r["reference"] for r in inquiries.recent(smtp_app.config["DATABASE"])]
     assert inquiries.find(smtp_app.config["DATABASE"], reference)["state"] == "quarantined"
@@ -381,7 +297,7 @@ def test_health_and_stuck_mail(make_app):
     assert client.get("/healthz").get_json()["status"] == "ok"
     assert client.get("/healthz/mail").status_code == 200
 
-    assert submit(client).status_code == 303
+    assert Visitor(client).submit().status_code == 303
     assert client.get("/healthz/mail").status_code == 200  # waiting, but not for long
     assert runner.invoke(args=["outbox", "status"]).exit_code == 0
 

@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 import deploy_harness as harness
 from config import HTMX_URL
-from conftest import HTMX_FILE, PAGES, ROOT, require_tool
+from helpers import HTMX_FILE, PAGES, ROOT, require_tool
 
 OFFICE_PHONE = "(203) 421-6242"
 REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")

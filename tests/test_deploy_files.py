@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import config
-from conftest import ROOT
+from helpers import ROOT
 
 
 def usable_environment_file(tmp_path) -> Path:

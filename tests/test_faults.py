@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from flask import request
 
-from conftest import ROOT
+from helpers import ROOT
 
 # Runs in its own process: RLIMIT_FSIZE makes the kernel refuse writes past a size, as a full disk does.
 FULL_DISK_SCRIPT = textwrap.dedent("""

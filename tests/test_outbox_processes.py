@@ -10,14 +10,13 @@ import time
 
 import pytest
 
+from helpers import ROOT, Visitor, db
 from rsct import inquiries
 from rsct import mailer
 from rsct import outbox
 from rsct import sender
-from smtp_servers import (RECIPIENT, SENDER, SENDER_DOMAIN, Inbox, db, free_port, running_smtp, smtp_settings,
-                          submit)
+from smtp_servers import RECIPIENT, SENDER, SENDER_DOMAIN, Inbox, free_port, running_smtp, smtp_settings
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROCESS_SECONDS = 60
 
 
@@ -199,7 +198,7 @@ def test_visitors_are_thanked_while_the_mail_server_is_down_and_served_when_it_r
     client = app.test_client()
     thanked = []
     for i in range(5):
-        response = submit(client, name=f"Visitor {i}")
+        response = Visitor(client).submit(name=f"Visitor {i}")
         assert response.status_code == 303, response.text
         page = client.get(response.headers["Location"])
         assert page.status_code == 200 and "Request sent" in page.text
@@ -225,7 +224,7 @@ def test_a_late_finisher_whose_lease_ran_out_does_not_overwrite_the_outcome(make
     inbox = Inbox()
     with running_smtp(inbox) as port:
         app = make_app(**smtp_settings(port))
-        assert submit(app.test_client()).status_code == 303
+        assert Visitor(app.test_client()).submit().status_code == 303
         path = app.config["DATABASE"]
         now = time.time()
         with app.app_context():

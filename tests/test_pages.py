@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import PAGES
+from helpers import PAGES
 
 PHONE_LINK = 'href="tel:+12034216242"'
 

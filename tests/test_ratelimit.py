@@ -13,11 +13,10 @@ from urllib.parse import urlencode
 
 import pytest
 
+from helpers import (HTMX, PHONE_LINK, ROOT, Visitor, assert_is_form_region_fragment, assert_shown_in_form,
+                     stored_inquiries)
 from rsct import ratelimit
-from test_form import (HTMX, PHONE_LINK, assert_is_form_region_fragment, assert_shown_in_form, stored_inquiries,
-                       valid_form)
 
-ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 PAUSED = "paused it for a few minutes"
 HASH = re.compile(r"[0-9a-f]{64}")
@@ -44,15 +43,15 @@ def local_client_key(app) -> str:
 
 
 def send_requests(client, count: int, htmx: bool = True) -> list[int]:
-    return [client.post("/contact", data=valid_form(client, message=f"Request {n}"),
-                        headers=HTMX if htmx else {}).status_code for n in range(count)]
+    visitor = Visitor(client)
+    return [visitor.submit(message=f"Request {n}", htmx=htmx).status_code for n in range(count)]
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 def test_fourth_request_within_the_window_is_paused_with_values_kept(app, htmx):
     client = app.test_client()
     assert send_requests(client, 3, htmx) == ([200] * 3 if htmx else [303] * 3)
-    data = valid_form(client, name="Zoë <O'Brien>", phone="203.555.0147", message="Still here\n& waiting")
+    data = Visitor(client).form(name="Zoë <O'Brien>", phone="203.555.0147", message="Still here\n& waiting")
     response = client.post("/contact", data=data, headers=HTMX if htmx else {})
     assert response.status_code == 429
     assert PAUSED in response.text
@@ -69,18 +68,18 @@ def test_fourth_request_within_the_window_is_paused_with_values_kept(app, htmx):
 def test_only_requests_that_would_be_stored_count(app):
     """Corrections after errors, and a repeat of a stored request, never use up the visitor's allowance."""
     client = app.test_client()
-    statuses = [client.post("/contact", data=valid_form(client, name=""), headers=HTMX).status_code
-                for _ in range(5)]
+    visitor = Visitor(client)
+    statuses = [visitor.submit(name="", htmx=True).status_code for _ in range(5)]
     assert statuses == [422] * 5
-    data = valid_form(client)
-    statuses = [client.post("/contact", data=data, headers=HTMX).status_code for _ in range(5)]
+    data = visitor.form()
+    statuses = [visitor.post(data, htmx=True).status_code for _ in range(5)]
     assert statuses == [200] * 5
     assert send_requests(client, 3) == [200, 200, 429]
 
 
 def test_field_checks_never_count(app):
     client = app.test_client()
-    data = valid_form(client)
+    data = Visitor(client).form()
     for _ in range(10):
         for field in ("phone", "email", "contact_method"):
             assert client.post(f"/contact/check/{field}", data=data, headers=HTMX).status_code == 200

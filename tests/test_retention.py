@@ -9,20 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from helpers import VISITOR, Visitor, db, deliver
 from rsct import cli
 from rsct import inquiries
 from rsct import outbox
 from rsct import sender
 from rsct import storage
-from smtp_servers import VISITOR, Inbox, db, running_smtp, smtp_settings, submit
+from smtp_servers import Inbox, running_smtp, smtp_settings
 
 DAY = 86400
 CANARY = "Qzxcanary7"
-
-
-def deliver(app) -> outbox.Outcome:
-    with app.app_context():
-        return sender.deliver_due()
 
 
 def store(app, token: str, quarantine_reason=None, **changes) -> str:
@@ -141,7 +137,8 @@ def test_erased_text_is_gone_from_the_database_file(make_app, other_connection):
     # A web worker or the sender holding the file open keeps the WAL from being removed on close.
     holder = storage.connect(path) if other_connection else None
     try:
-        assert submit(app.test_client(), name=f"Pat {CANARY}", message=f"My note {CANARY} here").status_code == 303
+        response = Visitor(app.test_client()).submit(name=f"Pat {CANARY}", message=f"My note {CANARY} here")
+        assert response.status_code == 303
         assert CANARY.encode() in database_bytes(path)  # the check can see it while it is stored
         assert len(deliver(app).delivered) == 1
         assert len(inquiries.purge(path, 0)) == 1
@@ -157,7 +154,7 @@ def test_database_wal_and_shm_are_owner_only(make_app):
     path = app.config["DATABASE"]
     holder = storage.connect(path)  # keeps the WAL and shared-memory files in place
     try:
-        assert submit(app.test_client()).status_code == 303
+        assert Visitor(app.test_client()).submit().status_code == 303
         holder.execute("SELECT count(*) FROM inquiries").fetchone()
         for name in (path, path + "-wal", path + "-shm"):
             assert os.path.exists(name), name
@@ -215,17 +212,17 @@ def test_no_personal_data_in_logs(make_app, caplog):
         caplog.set_level(logging.WARNING, logger="mail.log")
         for name in ("app", "rsct", "rsct.outbox", None):  # last: the root, which sets the handler to DEBUG
             caplog.set_level(logging.DEBUG, logger=name)
-        client = app.test_client()
+        visitor = Visitor(app.test_client())
         references = []
 
-        invalid = submit(client, **dict(canaries, email="qzxcanary-not-an-address", contact_method="email"))
+        invalid = visitor.submit(**dict(canaries, email="qzxcanary-not-an-address", contact_method="email"))
         assert invalid.status_code == 422
-        assert submit(client, **canaries).status_code == 303
+        assert visitor.submit(**canaries).status_code == 303
         (sent,) = deliver(app).delivered
         references.append(sent)
 
         inbox.reply = "451 4.3.0 try later"
-        assert submit(client, **dict(canaries, name="Qzxcanaryname Second")).status_code == 303
+        assert visitor.submit(**dict(canaries, name="Qzxcanaryname Second")).status_code == 303
         (retried,) = deliver(app).retrying
         inbox.reply = "550 5.7.1 no"
         with db(app) as connection:
@@ -234,7 +231,7 @@ def test_no_personal_data_in_logs(make_app, caplog):
         references.append(retried)
 
         inbox.reply = "250 OK"
-        assert submit(client, **dict(canaries, website="spam", name="Qzxcanaryname Third")).status_code == 303
+        assert visitor.submit(**dict(canaries, website="spam", name="Qzxcanaryname Third")).status_code == 303
         assert app.test_cli_runner().invoke(args=["inquiry", "digest"]).exit_code == 0
         assert len(app.test_cli_runner().invoke(args=["inquiry", "purge"]).output) > 0
         references.append(inquiries.recent(app.config["DATABASE"], 1)[0]["reference"])

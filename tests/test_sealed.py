@@ -13,7 +13,8 @@ import subprocess
 import threading
 
 import pytest
-from smtp_servers import SENDER, running_smtp, smtp_settings, submit
+from helpers import Visitor, deliver, require_tool
+from smtp_servers import SENDER, running_smtp, smtp_settings
 
 import config
 from rsct import inquiries, sender, smime
@@ -25,10 +26,7 @@ PASSWORD = "correct horse battery staple"
 
 def require(tool: str) -> str:
     path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is missing, and CI=true makes a missing tool a failure")
-        pytest.skip(f"MISSING TOOL, CHECK NOT RUN: {tool}")
+    require_tool(path is not None, tool)
     return path
 
 
@@ -96,14 +94,9 @@ def canary_visit(client, **changes):
         message="Please Qzxsealnote write soon.",
     )
     values.update(changes)
-    response = submit(client, **values)
+    response = Visitor(client).submit(**values)
     assert response.status_code == 303, response.text
     return response
-
-
-def deliver(app):
-    with app.app_context():
-        return sender.deliver_due()
 
 
 def decrypt_openssl(raw: bytes, key_pem: str, tmp_path) -> bytes | None:

@@ -16,23 +16,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from smtp_servers import SENDER, Inbox, running_smtp, smtp_settings, submit
+from helpers import Visitor, deliver, require_tool
+from smtp_servers import SENDER, running_smtp, smtp_settings
 
 import config
-from rsct import sender
 
 SENDER_ADDRESS = "website@rsct.example.org"
 
 
 def require(tool: str) -> str:
     """The tool's path; in CI a missing tool fails, on a developer's machine it skips loudly."""
-    import os
-
     path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is missing, and CI=true makes a missing tool a failure")
-        pytest.skip(f"MISSING TOOL, CHECK NOT RUN: {tool}")
+    require_tool(path is not None, tool)
     return path
 
 
@@ -72,19 +67,9 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture
-def inbox():
-    return Inbox()
-
-
-@pytest.fixture
 def signing_app(make_app, inbox, pki):
     with running_smtp(inbox) as port:
         yield make_app(**smtp_settings(port, SMIME_SIGNER_CERT=str(pki["cert"]), SMIME_SIGNER_KEY=str(pki["key"])))
-
-
-def deliver(app):
-    with app.app_context():
-        return sender.deliver_due()
 
 
 def openssl_verifies(raw: bytes, ca, tmp_path) -> bool:
@@ -148,7 +133,7 @@ def verify_cli(app, raw: bytes, tmp_path):
 
 def test_a_signed_inquiry_verifies_in_openssl_gpgsm_and_inquiry_verify(signing_app, inbox, pki, tmp_path):
     for changes in ({}, {"contact_method": "email", "email": "jo@example.org"}):
-        assert submit(signing_app.test_client(), **changes).status_code == 303
+        assert Visitor(signing_app.test_client()).submit(**changes).status_code == 303
         assert len(deliver(signing_app).delivered) == 1
     received = inbox.wait_for(2)
     assert len(received) == 2
@@ -173,7 +158,7 @@ def test_a_signed_inquiry_verifies_in_openssl_gpgsm_and_inquiry_verify(signing_a
 
 
 def test_one_changed_character_fails_every_check(signing_app, inbox, pki, tmp_path):
-    assert submit(signing_app.test_client(), name="Jordan Rivers").status_code == 303
+    assert Visitor(signing_app.test_client()).submit(name="Jordan Rivers").status_code == 303
     deliver(signing_app)
     (message,) = inbox.wait_for(1)
     changed = message.content.replace(b"Jordan Rivers", b"Jordan Riverz", 1)
@@ -184,7 +169,7 @@ def test_one_changed_character_fails_every_check(signing_app, inbox, pki, tmp_pa
 
 
 def test_the_digest_is_signed_too(signing_app, inbox, pki, tmp_path):
-    assert submit(signing_app.test_client(), website="http://spam.example").status_code == 303
+    assert Visitor(signing_app.test_client()).submit(website="http://spam.example").status_code == 303
     result = signing_app.test_cli_runner().invoke(args=["inquiry", "digest"])
     assert result.exit_code == 0, result.output
     (digest,) = inbox.wait_for(1)

@@ -3,11 +3,11 @@ import time
 
 import pytest
 
+from helpers import Visitor, db, deliver
 from rsct import inquiries
 from rsct import outbox
-from rsct import sender
-from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, db, free_port, make_certs, running_smtp,
-                          server_tls_context, smtp_settings, submit)
+from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, free_port, make_certs, running_smtp,
+                          server_tls_context, smtp_settings)
 
 
 @pytest.fixture(scope="module")
@@ -15,14 +15,9 @@ def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-def deliver(app) -> outbox.Outcome:
-    with app.app_context():
-        return sender.deliver_due()
-
-
 def stored_one(app) -> str:
     """Submit one inquiry through the form; returns its reference."""
-    response = submit(app.test_client())
+    response = Visitor(app.test_client()).submit()
     assert response.status_code == 303, response.text
     (row,) = inquiries.recent(app.config["DATABASE"])
     return row["reference"]

@@ -10,25 +10,13 @@ from email.message import EmailMessage, MIMEPart
 
 import pytest
 
+from helpers import body_text, change_in_line, gateway_rewrite, rewritten, send_one, verify_file
 from rsct import signing
-from smtp_servers import Inbox, body_text, running_smtp, smtp_settings
-from test_delivery import change_in_line, gateway_rewrite, rewritten, send_one, verify_file
 
 VISITOR_EMAIL = "Jordan.Qzx@example.org"
 BANNER = "[EXTERNAL EMAIL] This message came from outside the organisation. Be careful with links."
 LONG_NOTE = ("I would like to talk about Qzxnote options for my brother, who has been drinking more since "
              "the winter and does not want to go to a hospital.\nSecond line of my note.")
-
-
-@pytest.fixture
-def inbox():
-    return Inbox()
-
-
-@pytest.fixture
-def smtp_app(make_app, inbox):
-    with running_smtp(inbox) as port:
-        yield make_app(**smtp_settings(port))
 
 
 @pytest.fixture
