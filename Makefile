@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test browser htmx-self-host clean
+.PHONY: run test lint format browser htmx-self-host clean
 
 ## make run: set up and start the site and the mail sender with embedded defaults.
 run: $(VENV)/.runtime
@@ -14,8 +14,17 @@ run: $(VENV)/.runtime
 	  kill 0
 
 ## make test: set up and run the whole test suite, real browser included.
-test: $(VENV)/.dev node_modules/.installed browser
+test: $(VENV)/.dev node_modules/.installed browser lint
 	$(BIN)/python -m pytest
+
+## make lint: ruff's formatting and lint checks (make format rewrites the files).
+lint: $(VENV)/.dev
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/ruff check --quiet .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format --quiet .
+	$(BIN)/ruff check --quiet --fix .
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)

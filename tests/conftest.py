@@ -2,6 +2,7 @@
 
 Constants and plain functions that tests import live in helpers.py; this file holds fixtures only.
 """
+
 import json
 import os
 import pathlib
@@ -14,14 +15,22 @@ from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 from app import create_app
+
 from helpers import ROOT, Visitor, new_context, require_tool
 from smtp_servers import Inbox, running_smtp, smtp_settings
 
 VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +44,12 @@ def clean_environment(monkeypatch):
 @pytest.fixture
 def make_app(tmp_path):
     """Build a testing app on its own instance folder; keyword arguments override settings."""
+
     def build(**overrides):
         settings = {"CONFIG_NAME": "testing", "INSTANCE_PATH": str(tmp_path / "instance")}
         settings.update(overrides)
         return create_app(settings)
+
     return build
 
 
@@ -123,18 +134,23 @@ def page(context):
 def axe_violations():
     """Run axe-core (bundled by axe-playwright-python) for WCAG 2.0/2.1/2.2 A and AA rules."""
     from axe_playwright_python.sync_playwright import Axe
+
     axe = Axe()
 
     def run(page) -> list[str]:
         results = axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG_TAGS}})
-        return [f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes: "
-                f"{[n['target'] for n in v['nodes']][:3]})" for v in results.response["violations"]]
+        return [
+            f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes: {[n['target'] for n in v['nodes']][:3]})"
+            for v in results.response["violations"]
+        ]
+
     return run
 
 
 @pytest.fixture(scope="session")
 def html_errors(tmp_path_factory):
     """Check documents with the Nu Html Checker in one Java start; returns a list of error lines."""
+
     def check(documents: dict[str, str]) -> list[str]:
         require_tool(shutil.which("java") is not None, "Java (needed by the Nu Html Checker)")
         require_tool(VNU_JAR.exists(), "node_modules/vnu-jar (run: npm ci)")
@@ -143,11 +159,19 @@ def html_errors(tmp_path_factory):
             (folder / f"{name}.html").write_text(text, encoding="utf-8")
         files = sorted(str(p) for p in folder.glob("*.html"))
         assert len(files) == len(documents)
-        result = subprocess.run(["java", "-jar", str(VNU_JAR), "--format", "json", "--errors-only", *files],
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            ["java", "-jar", str(VNU_JAR), "--format", "json", "--errors-only", *files],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         # Exit 0: no errors; 1: errors found. Anything else, or no JSON, means nothing was checked.
         assert result.returncode in (0, 1), result.stderr[-2000:]
         messages = json.loads(result.stderr)["messages"]
-        return [f"{pathlib.Path(m.get('url', '')).name}:{m.get('lastLine')}: {m.get('message')}"
-                for m in messages if m.get("type") in ("error", "non-document-error") or m.get("subType") == "fatal"]
+        return [
+            f"{pathlib.Path(m.get('url', '')).name}:{m.get('lastLine')}: {m.get('message')}"
+            for m in messages
+            if m.get("type") in ("error", "non-document-error") or m.get("subType") == "fatal"
+        ]
+
     return check

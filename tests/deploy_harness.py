@@ -8,6 +8,7 @@ stop() ends every process this module started, by its own process group, always.
 T lives directly under /tmp with mode 0755 on every folder nginx's workers must enter: when the
 master runs as root the workers run as "nobody".
 """
+
 import http.client
 import json
 import os
@@ -37,6 +38,7 @@ RECIPIENT = "office@rsct.example.org"
 
 
 # --- small helpers -----------------------------------------------------------------------------------
+
 
 def ipv6_loopback() -> bool:
     """Whether [::1] can be bound here (containers without IPv6 cannot)."""
@@ -75,7 +77,7 @@ def render(text: str, replacements: dict[str, str], what: str) -> str:
 
 def make_readable(path: Path) -> None:
     """World-readable files and world-enterable folders (nginx workers run as nobody)."""
-    for folder, dirs, files in os.walk(path):  # symbolic links are neither followed nor changed
+    for folder, _dirs, files in os.walk(path):  # symbolic links are neither followed nor changed
         os.chmod(folder, 0o755)
         for name in files:
             if not os.path.islink(os.path.join(folder, name)):
@@ -86,13 +88,34 @@ def make_certificate(folder: Path) -> Path:
     """A self-signed certificate for localhost, where certbot would write it; returns fullchain.pem."""
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
-         "-addext", "basicConstraints=critical,CA:FALSE",
-         "-addext", "extendedKeyUsage=serverAuth",
-         "-keyout", str(folder / "privkey.pem"), "-out", str(folder / "fullchain.pem")],
-        check=True, capture_output=True, timeout=30)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+            str(folder / "privkey.pem"),
+            "-out",
+            str(folder / "fullchain.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return folder / "fullchain.pem"
 
 
@@ -121,8 +144,9 @@ class Process:
         self.name = name
         self.log = logs / f"{name}.log"
         with open(self.log, "ab") as out:
-            self.popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True, **kwargs)
+            self.popen = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs
+            )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -163,27 +187,44 @@ def _exchange(connection: http.client.HTTPConnection, method: str, path: str, bo
         connection.close()
 
 
-def https_request(port: int, path: str, cafile: Path, host: str = "localhost", method: str = "GET",
-                  body: bytes | None = None, headers: dict | None = None, timeout: float = 10.0,
-                  source: str | None = None):
+def https_request(
+    port: int,
+    path: str,
+    cafile: Path,
+    host: str = "localhost",
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict | None = None,
+    timeout: float = 10.0,
+    source: str | None = None,
+):
     """One request over HTTPS, verifying the test certificate; returns (response, body).
 
     source: the client's address, another loopback address (127.0.0.2, ...) to be another visitor
     for nginx's per-address limit.
     """
     context = ssl.create_default_context(cafile=str(cafile))
-    connection = http.client.HTTPSConnection(host, port, context=context, timeout=timeout,
-                                             source_address=(source, 0) if source else None)
+    connection = http.client.HTTPSConnection(
+        host, port, context=context, timeout=timeout, source_address=(source, 0) if source else None
+    )
     return _exchange(connection, method, path, body, headers)
 
 
-def http_request(port: int, path: str, host: str = "localhost", method: str = "GET", body: bytes | None = None,
-                 headers: dict | None = None, timeout: float = 10.0):
+def http_request(
+    port: int,
+    path: str,
+    host: str = "localhost",
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict | None = None,
+    timeout: float = 10.0,
+):
     """One plain-HTTP request; returns (response, body)."""
     return _exchange(http.client.HTTPConnection(host, port, timeout=timeout), method, path, body, headers)
 
 
 # --- the deployment ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Deployment:
@@ -230,8 +271,14 @@ class Deployment:
         return https_request(self.https_port, path, self.cert, **kwargs)
 
     def flask(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run([str(VENV_BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(VENV_BIN / "flask"), "--app", "app", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def process(self, name: str) -> Process:
         return next(process for process in self.processes if process.name == name)
@@ -255,23 +302,25 @@ class Deployment:
 def production_env(deployment_root: Path, https_port: int, app_port: int, smtp_port: int) -> dict:
     """The environment DEPLOY.md's /etc/rsct/rsct.env gives the services, for loopback."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("FLASK_", "RSCT_"))}
-    env.update({
-        "FLASK_CONFIG": "production",
-        "RSCT_BIND": f"127.0.0.1:{app_port}",
-        "RSCT_WORKERS": "2",
-        "FLASK_INSTANCE_PATH": str(deployment_root / "srv" / "rsct" / "instance"),
-        "FLASK_SITE_URL": f"https://localhost:{https_port}",
-        "FLASK_TRUSTED_HOSTS": "localhost,127.0.0.1",
-        "FLASK_PROXY_COUNT": "1",
-        "FLASK_SECRET_KEY": secrets.token_urlsafe(36),          # 48 characters
-        "FLASK_INQUIRY_SIGNING_KEYS": secrets.token_urlsafe(36),
-        "FLASK_MAIL_SERVER": "127.0.0.1",
-        "FLASK_MAIL_PORT": str(smtp_port),
-        "FLASK_MAIL_USE_TLS": "false",
-        "FLASK_MAIL_DEFAULT_SENDER": SENDER,
-        "FLASK_INQUIRY_RECIPIENT": RECIPIENT,
-        "FLASK_MIN_FILL_SECONDS": "0",
-    })
+    env.update(
+        {
+            "FLASK_CONFIG": "production",
+            "RSCT_BIND": f"127.0.0.1:{app_port}",
+            "RSCT_WORKERS": "2",
+            "FLASK_INSTANCE_PATH": str(deployment_root / "srv" / "rsct" / "instance"),
+            "FLASK_SITE_URL": f"https://localhost:{https_port}",
+            "FLASK_TRUSTED_HOSTS": "localhost,127.0.0.1",
+            "FLASK_PROXY_COUNT": "1",
+            "FLASK_SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
+            "FLASK_INQUIRY_SIGNING_KEYS": secrets.token_urlsafe(36),
+            "FLASK_MAIL_SERVER": "127.0.0.1",
+            "FLASK_MAIL_PORT": str(smtp_port),
+            "FLASK_MAIL_USE_TLS": "false",
+            "FLASK_MAIL_DEFAULT_SENDER": SENDER,
+            "FLASK_INQUIRY_RECIPIENT": RECIPIENT,
+            "FLASK_MIN_FILL_SECONDS": "0",
+        }
+    )
     return env
 
 
@@ -280,13 +329,25 @@ def prepare(root: Path) -> Deployment:
     ipv6 = ipv6_loopback()
     http_port, https_port = free_port(ipv6), free_port(ipv6)
     app_port, smtp_port = free_port(), free_port()
-    for folder in ("srv/rsct/app/deploy/nginx", "etc/nginx/snippets", "etc/nginx/sites-available",
-                   "var/www/letsencrypt", "tmp", "logs"):
+    for folder in (
+        "srv/rsct/app/deploy/nginx",
+        "etc/nginx/snippets",
+        "etc/nginx/sites-available",
+        "var/www/letsencrypt",
+        "tmp",
+        "logs",
+    ):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    deployment = Deployment(root=root, http_port=http_port, https_port=https_port, app_port=app_port,
-                            smtp_port=smtp_port, ipv6=ipv6,
-                            cert=make_certificate(root / "etc" / "letsencrypt" / "live" / "localhost"),
-                            env=production_env(root, https_port, app_port, smtp_port))
+    deployment = Deployment(
+        root=root,
+        http_port=http_port,
+        https_port=https_port,
+        app_port=app_port,
+        smtp_port=smtp_port,
+        ipv6=ipv6,
+        cert=make_certificate(root / "etc" / "letsencrypt" / "live" / "localhost"),
+        env=production_env(root, https_port, app_port, smtp_port),
+    )
     # What nginx serves itself: the static files and the "we'll be back" page, as in /srv/rsct/app.
     shutil.copytree(ROOT / "static", deployment.srv / "app" / "static")
     shutil.copy(DEPLOY / "nginx" / "_unavailable.html", deployment.srv / "app" / "deploy" / "nginx")
@@ -303,21 +364,25 @@ def render_site(d: Deployment) -> str:
     text = (DEPLOY / "nginx" / "rsct.conf").read_text()
     ipv6_http = f"listen [::1]:{d.http_port};" if d.ipv6 else ""
     ipv6_https = f"listen [::1]:{d.https_port} ssl http2;" if d.ipv6 else ""
-    return render(text, {
-        "rsct.example.org": "localhost",
-        # certbot's paths; after the domain was replaced, this is what the file names
-        "/etc/letsencrypt/live/rsct.example.org/": f"{d.cert.parent}/",
-        "/srv/rsct": str(d.srv),
-        "/etc/nginx/snippets/": f"{d.snippets}/",
-        "listen 80;": f"listen 127.0.0.1:{d.http_port};",
-        "listen [::]:80;": ipv6_http,
-        "listen 443 ssl http2;": f"listen 127.0.0.1:{d.https_port} ssl http2;",
-        "listen [::]:443 ssl http2;": ipv6_https,
-        # Behind 443 the redirect needs no port; on a free port it must carry it, or nothing can follow it.
-        "return 301 https://$host$request_uri;": f"return 301 https://$host:{d.https_port}$request_uri;",
-        "server 127.0.0.1:8000;": f"server 127.0.0.1:{d.app_port};",
-        "/var/www/letsencrypt": str(d.root / "var" / "www" / "letsencrypt"),
-    }, "deploy/nginx/rsct.conf")
+    return render(
+        text,
+        {
+            "rsct.example.org": "localhost",
+            # certbot's paths; after the domain was replaced, this is what the file names
+            "/etc/letsencrypt/live/rsct.example.org/": f"{d.cert.parent}/",
+            "/srv/rsct": str(d.srv),
+            "/etc/nginx/snippets/": f"{d.snippets}/",
+            "listen 80;": f"listen 127.0.0.1:{d.http_port};",
+            "listen [::]:80;": ipv6_http,
+            "listen 443 ssl http2;": f"listen 127.0.0.1:{d.https_port} ssl http2;",
+            "listen [::]:443 ssl http2;": ipv6_https,
+            # Behind 443 the redirect needs no port; on a free port it must carry it, or nothing can follow it.
+            "return 301 https://$host$request_uri;": f"return 301 https://$host:{d.https_port}$request_uri;",
+            "server 127.0.0.1:8000;": f"server 127.0.0.1:{d.app_port};",
+            "/var/www/letsencrypt": str(d.root / "var" / "www" / "letsencrypt"),
+        },
+        "deploy/nginx/rsct.conf",
+    )
 
 
 def nginx_conf(d: Deployment) -> str:
@@ -377,14 +442,17 @@ def _answers(port: int) -> bool:
 def start(deployment: Deployment) -> None:
     """SMTP server, gunicorn, the sender and nginx, in that order; each must answer before the next."""
     d = deployment
-    d.controller = Controller(d.inbox, hostname="127.0.0.1", port=d.smtp_port, ready_timeout=10,
-                              server_hostname="mx.test.invalid")
+    d.controller = Controller(
+        d.inbox, hostname="127.0.0.1", port=d.smtp_port, ready_timeout=10, server_hostname="mx.test.invalid"
+    )
     d.controller.start()
     start_gunicorn(d)
-    d.processes.append(Process("sender", [str(VENV_BIN / "flask"), "--app", "app", "outbox", "run"], d.logs,
-                               cwd=ROOT, env=d.env))
-    test = subprocess.run([NGINX, "-t", "-c", str(d.nginx_conf), "-p", f"{d.root}/"],
-                          capture_output=True, text=True, timeout=30)
+    d.processes.append(
+        Process("sender", [str(VENV_BIN / "flask"), "--app", "app", "outbox", "run"], d.logs, cwd=ROOT, env=d.env)
+    )
+    test = subprocess.run(
+        [NGINX, "-t", "-c", str(d.nginx_conf), "-p", f"{d.root}/"], capture_output=True, text=True, timeout=30
+    )
     d.nginx_test_output = test.stderr
     if test.returncode != 0:
         raise RuntimeError(f"nginx -t failed:\n{test.stderr}")
@@ -395,8 +463,16 @@ def start(deployment: Deployment) -> None:
 
 def start_gunicorn(d: Deployment) -> None:
     """rsct-web.service's command, from the app folder, with the production environment."""
-    d.processes.insert(0, Process("gunicorn", [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-                                               "app:create_app()"], d.logs, cwd=ROOT, env=d.env))
+    d.processes.insert(
+        0,
+        Process(
+            "gunicorn",
+            [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "app:create_app()"],
+            d.logs,
+            cwd=ROOT,
+            env=d.env,
+        ),
+    )
     wait_until(lambda: _answers(d.app_port), "gunicorn", d)
 
 
@@ -469,11 +545,18 @@ def observatory_scan(d: Deployment, node: str, path: str = "/", timeout: float =
     driver = d.root / "observatory-scan.mjs"
     driver.write_text(OBSERVATORY_DRIVER)
     env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(d.cert)}
-    result = subprocess.run([node, str(driver), str(OBSERVATORY), "localhost", str(d.http_port), str(d.https_port),
-                             path],
-                            capture_output=True, text=True, timeout=timeout, env=env, cwd=d.root)
+    result = subprocess.run(
+        [node, str(driver), str(OBSERVATORY), "localhost", str(d.http_port), str(d.https_port), path],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=d.root,
+    )
     try:
         return json.loads(result.stdout)
     except ValueError:
-        raise RuntimeError(f"the Observatory printed no JSON (exit {result.returncode}):\n"
-                           f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}") from None
+        raise RuntimeError(
+            f"the Observatory printed no JSON (exit {result.returncode}):\n"
+            f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        ) from None

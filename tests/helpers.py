@@ -4,6 +4,7 @@ the database file, the received mail, and the browser context every browser test
 Fixtures live in conftest.py; test servers in smtp_servers.py and deploy_harness.py. Test modules take
 what they share from here, never from other test modules or the conftest file.
 """
+
 import base64
 import email
 import email.message
@@ -19,8 +20,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from rsct import outbox
-from rsct import sender
+from rsct import outbox, sender
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HTMX_FILE = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
@@ -106,7 +106,7 @@ TRICKY_VALUES = dict(
     best_time="afternoon",
     leave_message="yes",
     for_whom="other",
-    message="First line <script>alert(1)</script>\nSecond line & \"quotes\"",
+    message='First line <script>alert(1)</script>\nSecond line & "quotes"',
 )
 
 
@@ -190,6 +190,7 @@ def assert_is_form_region_fragment(html: str) -> None:
 
 # --- the database file --------------------------------------------------------------------------
 
+
 @contextmanager
 def db(app_or_path):
     """A plain sqlite3 connection to the app's database file (autocommit), closed afterwards."""
@@ -227,6 +228,7 @@ def break_database(app) -> None:
 
 
 # --- mail ---------------------------------------------------------------------------------------
+
 
 def body_text(message: email.message.EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
@@ -276,14 +278,16 @@ def other_char(char: str) -> str:
 
 def change_in_line(prefix: str, index: int):
     """Change one character of the value on the block line that starts with `prefix`."""
+
     def change(text: str) -> str:
         lines = text.split("\n")
         (number,) = [i for i, line in enumerate(lines) if line.startswith(prefix)][:1]
         line = lines[number]
         position = len(prefix) + index if index >= 0 else len(line) + index
         assert not line[position].isspace(), repr(line)
-        lines[number] = line[:position] + other_char(line[position]) + line[position + 1:]
+        lines[number] = line[:position] + other_char(line[position]) + line[position + 1 :]
         return "\n".join(lines)
+
     return change
 
 
@@ -293,14 +297,18 @@ def gateway_rewrite(raw: bytes) -> bytes:
     text = body_text(message).replace("\r\n", "\n")
     banner = "[EXTERNAL EMAIL] This message came from outside the organisation. Be careful with links."
     text = f"{banner}\n\n{text}\n{banner}\n"
-    headers = [f"{name}: {value}" for name, value in message.items()
-               if name.lower() not in ("content-transfer-encoding", "content-type")]
+    headers = [
+        f"{name}: {value}"
+        for name, value in message.items()
+        if name.lower() not in ("content-transfer-encoding", "content-type")
+    ]
     headers += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64"]
     encoded = base64.encodebytes(text.replace("\n", "\r\n").encode("utf-8")).decode("ascii")
     return ("\r\n".join(headers) + "\r\n\r\n" + encoded.replace("\n", "\r\n")).encode("ascii")
 
 
 # --- the browser --------------------------------------------------------------------------------
+
 
 def new_context(browser, htmx_url: str, **options):
     """A fresh browser profile: htmx's CDN URL answered from the npm package, nothing else leaves the machine.
@@ -318,14 +326,24 @@ def new_context(browser, htmx_url: str, **options):
         ctx.problems.append(f"request left the machine: {route.request.url}")
         route.abort()
 
-    ctx.route("**/*", lambda route: outside(route) if not route.request.url.startswith("http://127.0.0.1")
-              else route.continue_())
-    ctx.route(htmx_url, lambda route: route.fulfill(
-        path=str(HTMX_FILE), content_type="text/javascript; charset=utf-8",
-        headers={"Access-Control-Allow-Origin": "*"}))
-    ctx.on("console", lambda msg: ctx.problems.append(f"console {msg.type}: {msg.text}")
-           if msg.type in ("error", "warning") else None)
-    ctx.on("requestfailed", lambda request: ctx.problems.append(
-        f"failed request: {request.url} {request.failure}"))
+    ctx.route(
+        "**/*",
+        lambda route: outside(route) if not route.request.url.startswith("http://127.0.0.1") else route.continue_(),
+    )
+    ctx.route(
+        htmx_url,
+        lambda route: route.fulfill(
+            path=str(HTMX_FILE),
+            content_type="text/javascript; charset=utf-8",
+            headers={"Access-Control-Allow-Origin": "*"},
+        ),
+    )
+    ctx.on(
+        "console",
+        lambda msg: (
+            ctx.problems.append(f"console {msg.type}: {msg.text}") if msg.type in ("error", "warning") else None
+        ),
+    )
+    ctx.on("requestfailed", lambda request: ctx.problems.append(f"failed request: {request.url} {request.failure}"))
     ctx.on("weberror", lambda error: ctx.problems.append(f"page error: {error.error}"))
     return ctx

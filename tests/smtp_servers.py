@@ -12,6 +12,7 @@
 - `smtp_settings()`: the app's settings for sending to one of these servers.
 Every server is bounded by timeouts and closes every socket and thread when stopped.
 """
+
 import asyncio
 import email
 import shutil
@@ -31,8 +32,17 @@ SENDER = "RSCT website <website@rsct.example.org>"
 SENDER_DOMAIN = "rsct.example.org"
 RECIPIENT_ADDRESS = "office@rsct.example.org"
 RECIPIENT = f"Madison office <{RECIPIENT_ADDRESS}>"
-HEADER_ALLOWLIST = {"from", "to", "subject", "date", "message-id", "reply-to", "mime-version",
-                    "content-type", "content-transfer-encoding"}
+HEADER_ALLOWLIST = {
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "reply-to",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+}
 WAIT_SECONDS = 15.0
 
 
@@ -95,8 +105,9 @@ def running_smtp(inbox: Inbox, port: int | None = None, **kwargs):
     kwargs go to aiosmtpd: tls_context + require_starttls for STARTTLS, ssl_context for implicit TLS.
     """
     port = port or free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, ready_timeout=10,
-                            server_hostname="mx.test.invalid", **kwargs)
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=port, ready_timeout=10, server_hostname="mx.test.invalid", **kwargs
+    )
     controller.start()
     try:
         yield port
@@ -133,7 +144,7 @@ class _ThreadedListener:
             self.tick()
             try:
                 connection, _ = self.listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             self.connections.append(connection)
             self.handle(connection)
@@ -161,7 +172,7 @@ class SilentServer(_ThreadedListener):
         self.accepted_at.append(time.monotonic())  # keep it open and say nothing
 
     def tick(self):
-        for connection, accepted in zip(self.connections, self.accepted_at):
+        for connection, accepted in zip(self.connections, self.accepted_at, strict=False):
             if time.monotonic() - accepted > self.give_up_after:
                 connection.close()
 
@@ -269,6 +280,7 @@ class DribblingSMTPServer(_RawSMTPServer):
                 return False
         return False
 
+
 def make_certs(folder: Path) -> dict[str, Path]:
     """A test CA, a server certificate it signs for 127.0.0.1 and localhost, and one for another host."""
     if shutil.which("openssl") is None:
@@ -279,18 +291,56 @@ def make_certs(folder: Path) -> dict[str, Path]:
         subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=30)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=RSCT Test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    for name, common_name, san in (("server", "127.0.0.1", "IP:127.0.0.1,DNS:localhost"),
-                                   ("other", "other.test.invalid", "DNS:other.test.invalid")):
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=RSCT Test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    for name, common_name, san in (
+        ("server", "127.0.0.1", "IP:127.0.0.1,DNS:localhost"),
+        ("other", "other.test.invalid", "DNS:other.test.invalid"),
+    ):
         (folder / f"{name}.ext").write_text(
             f"subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-            "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+            "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+        )
         run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={common_name}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
-    return {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key",
-            "other_cert": folder / "other.pem", "other_key": folder / "other.key"}
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+        )
+    return {
+        "ca": folder / "ca.pem",
+        "cert": folder / "server.pem",
+        "key": folder / "server.key",
+        "other_cert": folder / "other.pem",
+        "other_key": folder / "other.key",
+    }
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -301,9 +351,16 @@ def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 # --- the app side -------------------------------------------------------------------------------
 
+
 def smtp_settings(port: int, **overrides) -> dict:
     """Settings for an app that sends to a test server (MAIL_SUPPRESS_SEND off: testing suppresses sends)."""
-    settings = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port, "MAIL_SUPPRESS_SEND": False, "MAIL_TIMEOUT": 5.0,
-                "MAIL_DEFAULT_SENDER": SENDER, "INQUIRY_RECIPIENT": RECIPIENT}
+    settings = {
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": port,
+        "MAIL_SUPPRESS_SEND": False,
+        "MAIL_TIMEOUT": 5.0,
+        "MAIL_DEFAULT_SENDER": SENDER,
+        "INQUIRY_RECIPIENT": RECIPIENT,
+    }
     settings.update(overrides)
     return settings

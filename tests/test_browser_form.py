@@ -4,6 +4,7 @@ Controls are found by the names visitors hear. Each test ends with an empty list
 only entries that are by design (Chromium's console line for a 422, an aborted field check) or the
 point of the test (a refused connection, a 500) are filtered out, each by an exact pattern.
 """
+
 import contextlib
 import json
 import re
@@ -37,6 +38,7 @@ def app(request, make_app):
 
 
 # --- finding controls by what visitors hear ---------------------------------------------------------
+
 
 def name_input(page):
     return page.get_by_label("Name", exact=True)
@@ -95,14 +97,17 @@ def expect_answers_kept(page, answers=ANSWERS, phone=None, email=""):
 
 # --- waiting without sleeping -----------------------------------------------------------------------
 
+
 def after_check(page, field, action):
     """Run action, which makes htmx check one field, and return once that answer is swapped and settled."""
-    page.evaluate("""field => { window.__settled = new Promise((resolve, reject) => {
+    page.evaluate(
+        """field => { window.__settled = new Promise((resolve, reject) => {
         const done = e => { if (e.target.id === field + '-message') {
             document.removeEventListener('htmx:afterSettle', done); resolve(); } };
         document.addEventListener('htmx:afterSettle', done);
         setTimeout(() => reject(new Error('no answer to the check of ' + field + ' within 5 s')), 5000); }); }""",
-                  field)
+        field,
+    )
     with page.expect_response(lambda r: r.url.endswith("/contact/check/" + field), timeout=SHORT):
         action()
     page.evaluate("() => window.__settled")
@@ -118,8 +123,9 @@ def still_marked(page, selector):
 
 
 def active_element(page):
-    return page.evaluate("() => { const a = document.activeElement;"
-                         " return a ? (a.id || a.className || a.tagName) : null; }")
+    return page.evaluate(
+        "() => { const a = document.activeElement; return a ? (a.id || a.className || a.tagName) : null; }"
+    )
 
 
 def stored(app):
@@ -137,8 +143,10 @@ def problems_except(problems, *expected):
 AS_DESIGNED_422 = r"^console error: Failed to load resource: the server responded with a status of 422 "
 # Pressing "Send request" straight from a field aborts that field's check (hx-sync "closest form:abort"),
 # so that the click is never dropped; htmx logs every abort as an error. Whether it happens is a race.
-ABORTED_CHECK = (r"^console error: htmx:(sendAbort|afterRequest), \[object HTMLDivElement\]$",
-                 r"^failed request: http://127\.0\.0\.1:\d+/contact/check/\w+ net::ERR_ABORTED$")
+ABORTED_CHECK = (
+    r"^console error: htmx:(sendAbort|afterRequest), \[object HTMLDivElement\]$",
+    r"^failed request: http://127\.0\.0\.1:\d+/contact/check/\w+ net::ERR_ABORTED$",
+)
 
 
 def form_posts(page):
@@ -175,6 +183,7 @@ def open_form(page, live_server):
 
 
 # --- 1-3: checks beside a field ---------------------------------------------------------------------
+
 
 def test_a_wrong_phone_number_is_explained_beside_the_field_without_disturbing_typing(page, live_server):
     open_form(page, live_server)
@@ -269,6 +278,7 @@ def test_phone_and_email_messages_follow_the_chosen_way_to_reach(page, live_serv
 
 # --- 4-6: sending with htmx -------------------------------------------------------------------------
 
+
 def test_a_server_side_error_shows_a_focused_summary_and_keeps_every_answer(page, live_server, app):
     open_form(page, live_server)
     # Both pass the browser's own checks (type=email accepts "sam@example"); the server refuses them.
@@ -282,8 +292,12 @@ def test_a_server_side_error_shows_a_focused_summary_and_keeps_every_answer(page
     expect(summary).to_be_focused()
     expect(summary).to_have_accessible_name("Please check these answers")
     links = summary.get_by_role("link")
-    expect(links).to_have_text([re.compile(r"^Phone: This doesn't look like a full phone number"),
-                                re.compile(r"^Email: This doesn't look like an email address")])
+    expect(links).to_have_text(
+        [
+            re.compile(r"^Phone: This doesn't look like a full phone number"),
+            re.compile(r"^Email: This doesn't look like an email address"),
+        ]
+    )
     assert [links.nth(i).get_attribute("href") for i in range(2)] == ["#phone", "#email"]
     expect(page.locator("#phone")).to_have_accessible_name("Phone")
     expect(page.locator("#email")).to_have_accessible_name("Email")
@@ -316,8 +330,12 @@ def test_a_valid_request_is_confirmed_in_place_and_stored_once(page, live_server
     assert fields["name"] == ANSWERS["name"]
     assert fields["phone"] == "(203) 555-0147"
     assert fields["message"] == ANSWERS["message"]
-    assert (fields["contact_method"], fields["best_time"], fields["leave_message"], fields["for_whom"]) == \
-        ("call", "evening", "yes", "other")
+    assert (fields["contact_method"], fields["best_time"], fields["leave_message"], fields["for_whom"]) == (
+        "call",
+        "evening",
+        "yes",
+        "other",
+    )
     assert rows[0]["possibly_automated"] == 0
     assert page.context.problems == []
 
@@ -342,6 +360,7 @@ def test_a_double_click_sends_one_request(page, live_server, app):
 
 # --- 7: without JavaScript --------------------------------------------------------------------------
 
+
 def test_without_javascript_errors_come_back_as_a_page_and_thanks_follow_a_redirect(nojs_context, live_server, app):
     page = nojs_context.new_page()
     page.goto(live_server + "/contact")
@@ -352,8 +371,9 @@ def test_without_javascript_errors_come_back_as_a_page_and_thanks_follow_a_redir
     summary = page.locator(".error-summary")
     expect(summary).to_be_visible()
     expect(summary).to_be_focused()
-    expect(summary.get_by_role("link")).to_have_text(["Phone: This doesn't look like a full phone number. "
-                                                      "Please check it, for example (203) 555-0147."])
+    expect(summary.get_by_role("link")).to_have_text(
+        ["Phone: This doesn't look like a full phone number. Please check it, for example (203) 555-0147."]
+    )
     expect_answers_kept(page, phone="12")
     assert stored(app) == []
 
@@ -373,6 +393,7 @@ def test_without_javascript_errors_come_back_as_a_page_and_thanks_follow_a_redir
 
 
 # --- 8: when sending fails --------------------------------------------------------------------------
+
 
 def test_when_the_server_cannot_be_reached_or_fails_nothing_typed_is_lost(page, live_server, app):
     open_form(page, live_server)
@@ -415,20 +436,25 @@ def test_when_the_server_cannot_be_reached_or_fails_nothing_typed_is_lost(page, 
     expect(page.locator(".reference")).to_have_text(REFERENCE, timeout=SHORT)
     assert len(stored(app)) == 1
     assert page.url == contact_url
-    failures = [r"^console error: htmx:(afterRequest|sendError), \[object HTMLDivElement\]$",
-                "^failed request: " + re.escape(contact_url) + " net::ERR_CONNECTION_REFUSED$",
-                r"^console error: Failed to load resource: net::ERR_CONNECTION_REFUSED$",
-                r"^console error: Failed to load resource: the server responded with a status of 500 ",
-                r"^console error: Response Status Error Code 500 from /contact, \[object HTMLDivElement\]$"]
-    assert len(page.context.problems) > len(problems_except(page.context.problems, *failures)), \
+    failures = [
+        r"^console error: htmx:(afterRequest|sendError), \[object HTMLDivElement\]$",
+        "^failed request: " + re.escape(contact_url) + " net::ERR_CONNECTION_REFUSED$",
+        r"^console error: Failed to load resource: net::ERR_CONNECTION_REFUSED$",
+        r"^console error: Failed to load resource: the server responded with a status of 500 ",
+        r"^console error: Response Status Error Code 500 from /contact, \[object HTMLDivElement\]$",
+    ]
+    assert len(page.context.problems) > len(problems_except(page.context.problems, *failures)), (
         "the failures themselves should have been recorded"
+    )
     assert problems_except(page.context.problems, *failures, *ABORTED_CHECK) == []
 
 
 # --- 9: accessibility and valid HTML in every state -------------------------------------------------
 
-def test_every_state_of_the_form_passes_axe_and_the_nu_checker(page, nojs_context, live_server, axe_violations,
-                                                               html_errors):
+
+def test_every_state_of_the_form_passes_axe_and_the_nu_checker(
+    page, nojs_context, live_server, axe_violations, html_errors
+):
     documents = {}
     open_form(page, live_server)
     assert axe_violations(page) == [], "empty form"
@@ -468,6 +494,7 @@ def test_every_state_of_the_form_passes_axe_and_the_nu_checker(page, nojs_contex
 
 # --- 10: the time trap ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("app", [{"MIN_FILL_SECONDS": 30}], indirect=True)
 def test_a_fast_person_is_not_blocked_by_the_time_trap(page, live_server, app):
     open_form(page, live_server)
@@ -484,6 +511,7 @@ def test_a_fast_person_is_not_blocked_by_the_time_trap(page, live_server, app):
 
 # --- and when htmx itself cannot load (a filter blocks the CDN) the form still works as a plain form --
 
+
 def test_the_form_still_sends_when_htmx_cannot_load(page, live_server, app):
     page.route(app.config["HTMX_URL"], lambda route: route.abort("connectionrefused"))
     open_form(page, live_server)
@@ -494,24 +522,29 @@ def test_the_form_still_sends_when_htmx_cannot_load(page, live_server, app):
     assert page.url == live_server + "/contact/thanks"
     expect(page.locator(".reference")).to_have_text(REFERENCE)
     assert len(stored(app)) == 1
-    blocked = ("^failed request: " + re.escape(app.config["HTMX_URL"]) + " net::ERR_CONNECTION_REFUSED$",
-               r"^console error: Failed to load resource: net::ERR_CONNECTION_REFUSED$")
+    blocked = (
+        "^failed request: " + re.escape(app.config["HTMX_URL"]) + " net::ERR_CONNECTION_REFUSED$",
+        r"^console error: Failed to load resource: net::ERR_CONNECTION_REFUSED$",
+    )
     assert problems_except(page.context.problems, *blocked) == []
 
 
 def delayed(page, url_pattern, seconds):
     """Let matching requests reach the server only after a delay: a slow line."""
+
     def hold(route):
         page.wait_for_timeout(seconds * 1000)
         route.continue_()
+
     page.route(url_pattern, hold)
 
 
 def test_message_regions_are_rendered_from_page_load_so_they_are_announced(page, live_server):
     open_form(page, live_server)
     for region in ("#name-message", "#phone-message", "#email-message", "#contact_method-message", "#form-status"):
-        shown = page.eval_on_selector(region, "el => getComputedStyle(el).display !== 'none'"
-                                              " && el.getAttribute('aria-live') !== null")
+        shown = page.eval_on_selector(
+            region, "el => getComputedStyle(el).display !== 'none' && el.getAttribute('aria-live') !== null"
+        )
         assert shown, f"{region} is not a rendered live region at page load"
     assert page.get_attribute("button[type=submit]", "aria-describedby") == "form-status"
     assert problems_except(page.context.problems) == []

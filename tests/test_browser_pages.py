@@ -1,4 +1,5 @@
 """Every page in real Chromium: loads cleanly, fits a phone screen, passes axe-core and the Nu checker."""
+
 import base64
 import hashlib
 

@@ -1,4 +1,5 @@
 """Settings: explicit parsing, clear refusals in production, a kept development secret."""
+
 import os
 import re
 import stat
@@ -9,6 +10,7 @@ import pytest
 
 import config
 from app import create_app
+
 from helpers import ROOT
 
 GOOD_KEY = "k" * 40
@@ -28,9 +30,19 @@ def load(tmp_path, **environ):
     return config.load(environ, str(tmp_path / "instance"))
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("true", True), ("1", True), ("yes", True), ("ON", True),
-    ("false", False), ("0", False), ("no", False), ("", False)])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("true", True),
+        ("1", True),
+        ("yes", True),
+        ("ON", True),
+        ("false", False),
+        ("0", False),
+        ("no", False),
+        ("", False),
+    ],
+)
 def test_booleans_accept_the_usual_words(tmp_path, raw, expected):
     assert load(tmp_path, FLASK_MAIL_USE_TLS=raw)["MAIL_USE_TLS"] is expected
 
@@ -40,16 +52,19 @@ def test_lists_are_comma_separated(tmp_path):
     assert settings["TRUSTED_HOSTS"] == ["rsct.example.org", "www.rsct.example.org"]
 
 
-@pytest.mark.parametrize("name, raw, words", [
-    ("FLASK_MAIL_PORT", "abc", "FLASK_MAIL_PORT must be a number"),
-    ("FLASK_MAIL_PORT", "70000", "FLASK_MAIL_PORT must be a number"),
-    ("FLASK_MAIL_USE_TLS", "maybe", "FLASK_MAIL_USE_TLS must be true or false"),
-    ("FLASK_CONFIG", "staging", "FLASK_CONFIG must be one of"),
-    ("FLASK_SITE_URL", "rsct.example.org", "FLASK_SITE_URL must be an http"),
-    ("FLASK_MAIL_DEFAULT_SENDER", "not an address", "FLASK_MAIL_DEFAULT_SENDER must be an email address"),
-    ("FLASK_INQUIRY_RETENTION_DAYS", "-1", "FLASK_INQUIRY_RETENTION_DAYS must be a number"),
-    ("FLASK_MAIL_CA_FILE", "/no/such/ca.pem", "FLASK_MAIL_CA_FILE names no readable file"),
-])
+@pytest.mark.parametrize(
+    "name, raw, words",
+    [
+        ("FLASK_MAIL_PORT", "abc", "FLASK_MAIL_PORT must be a number"),
+        ("FLASK_MAIL_PORT", "70000", "FLASK_MAIL_PORT must be a number"),
+        ("FLASK_MAIL_USE_TLS", "maybe", "FLASK_MAIL_USE_TLS must be true or false"),
+        ("FLASK_CONFIG", "staging", "FLASK_CONFIG must be one of"),
+        ("FLASK_SITE_URL", "rsct.example.org", "FLASK_SITE_URL must be an http"),
+        ("FLASK_MAIL_DEFAULT_SENDER", "not an address", "FLASK_MAIL_DEFAULT_SENDER must be an email address"),
+        ("FLASK_INQUIRY_RETENTION_DAYS", "-1", "FLASK_INQUIRY_RETENTION_DAYS must be a number"),
+        ("FLASK_MAIL_CA_FILE", "/no/such/ca.pem", "FLASK_MAIL_CA_FILE names no readable file"),
+    ],
+)
 def test_bad_values_stop_start_up_with_one_clear_line(tmp_path, name, raw, words):
     with pytest.raises(config.ConfigError) as caught:
         load(tmp_path, **{name: raw})
@@ -65,20 +80,23 @@ def test_production_accepts_complete_settings(tmp_path):
     assert settings["MAIL_DEBUG"] is False
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"FLASK_SECRET_KEY": None}, "FLASK_SECRET_KEY must be set to at least 32"),
-    ({"FLASK_SECRET_KEY": "short"}, "FLASK_SECRET_KEY must be set to at least 32"),
-    ({"FLASK_DEBUG": "true"}, "FLASK_DEBUG must be off in production"),
-    ({"FLASK_SITE_URL": "http://rsct.example.org"}, "FLASK_SITE_URL must be the site's public https://"),
-    ({"FLASK_MAIL_SERVER": None}, "FLASK_MAIL_SERVER is required in production"),
-    ({"FLASK_MAIL_DEFAULT_SENDER": None}, "FLASK_MAIL_DEFAULT_SENDER is required in production"),
-    ({"FLASK_INQUIRY_RECIPIENT": None}, "FLASK_INQUIRY_RECIPIENT is required in production"),
-    ({"FLASK_INQUIRY_SIGNING_KEYS": None}, "FLASK_INQUIRY_SIGNING_KEYS must hold one or more keys"),
-    ({"FLASK_INQUIRY_SIGNING_KEYS": GOOD_KEY + ",short"}, "FLASK_INQUIRY_SIGNING_KEYS must hold one or more keys"),
-    ({"FLASK_INQUIRY_SIGNING_KEYS": "s" * 40}, "must differ from FLASK_SECRET_KEY"),
-    ({"FLASK_MAIL_USE_TLS": "false"}, "FLASK_MAIL_USE_TLS or FLASK_MAIL_USE_SSL is required"),
-    ({"FLASK_MAIL_USE_SSL": "true"}, "not both"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"FLASK_SECRET_KEY": None}, "FLASK_SECRET_KEY must be set to at least 32"),
+        ({"FLASK_SECRET_KEY": "short"}, "FLASK_SECRET_KEY must be set to at least 32"),
+        ({"FLASK_DEBUG": "true"}, "FLASK_DEBUG must be off in production"),
+        ({"FLASK_SITE_URL": "http://rsct.example.org"}, "FLASK_SITE_URL must be the site's public https://"),
+        ({"FLASK_MAIL_SERVER": None}, "FLASK_MAIL_SERVER is required in production"),
+        ({"FLASK_MAIL_DEFAULT_SENDER": None}, "FLASK_MAIL_DEFAULT_SENDER is required in production"),
+        ({"FLASK_INQUIRY_RECIPIENT": None}, "FLASK_INQUIRY_RECIPIENT is required in production"),
+        ({"FLASK_INQUIRY_SIGNING_KEYS": None}, "FLASK_INQUIRY_SIGNING_KEYS must hold one or more keys"),
+        ({"FLASK_INQUIRY_SIGNING_KEYS": GOOD_KEY + ",short"}, "FLASK_INQUIRY_SIGNING_KEYS must hold one or more keys"),
+        ({"FLASK_INQUIRY_SIGNING_KEYS": "s" * 40}, "must differ from FLASK_SECRET_KEY"),
+        ({"FLASK_MAIL_USE_TLS": "false"}, "FLASK_MAIL_USE_TLS or FLASK_MAIL_USE_SSL is required"),
+        ({"FLASK_MAIL_USE_SSL": "true"}, "not both"),
+    ],
+)
 def test_production_refuses_unsafe_settings(tmp_path, change, words):
     environ = {**PRODUCTION, **change}
     environ = {k: v for k, v in environ.items() if v is not None}
@@ -87,8 +105,10 @@ def test_production_refuses_unsafe_settings(tmp_path, change, words):
 
 
 def test_production_allows_plain_smtp_only_to_localhost(tmp_path):
-    settings = load(tmp_path, **{**PRODUCTION, "FLASK_MAIL_SERVER": "localhost", "FLASK_MAIL_USE_TLS": "false",
-                                 "FLASK_MAIL_PORT": "25"})
+    settings = load(
+        tmp_path,
+        **{**PRODUCTION, "FLASK_MAIL_SERVER": "localhost", "FLASK_MAIL_USE_TLS": "false", "FLASK_MAIL_PORT": "25"},
+    )
     assert settings["MAIL_SERVER"] == "localhost"
 
 
@@ -126,8 +146,15 @@ def test_each_setting_is_declared_once():
 
 def test_a_bad_setting_stops_the_flask_command_with_one_line(tmp_path):
     env = {**os.environ, "FLASK_MAIL_PORT": "many", "FLASK_INSTANCE_PATH": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "routes"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "routes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
-        "Configuration error: FLASK_MAIL_PORT must be a number from 1 to 65535, not 'many'")
+        "Configuration error: FLASK_MAIL_PORT must be a number from 1 to 65535, not 'many'"
+    )

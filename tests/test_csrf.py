@@ -2,20 +2,35 @@
 
 Every case keeps what the visitor typed and never leaves them in a loop or on a bare error.
 """
+
 import re
 import time
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from helpers import (HTMX, PHONE_LINK, REFERENCE, FormPage, Visitor, assert_is_form_region_fragment,
-                     assert_shown_in_form, stored_inquiries)
+from helpers import (
+    HTMX,
+    PHONE_LINK,
+    REFERENCE,
+    FormPage,
+    Visitor,
+    assert_is_form_region_fragment,
+    assert_shown_in_form,
+    stored_inquiries,
+)
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]*)"')
 PRESS_AGAIN = "press <strong>Send request</strong> once more"
 BLOCKED = "blocking the small cookie"
-VALUES = dict(name="Zoë <O'Brien>", phone="(203) 555-0147", best_time="morning", leave_message="yes",
-              for_whom="other", message="Two lines\nof & text")
+VALUES = dict(
+    name="Zoë <O'Brien>",
+    phone="(203) 555-0147",
+    best_time="morning",
+    leave_message="yes",
+    for_whom="other",
+    message="Two lines\nof & text",
+)
 
 
 @pytest.fixture
@@ -42,6 +57,7 @@ def resubmit(response_html: str, data: dict) -> dict:
 
 def backdated_csrf_token(app, client, age_seconds: float) -> str:
     """A CSRF token for this client's session, signed `age_seconds` ago (a page left open that long)."""
+
     class Backdated(TimestampSigner):
         def get_timestamp(self) -> int:
             return int(time.time() - age_seconds)

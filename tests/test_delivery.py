@@ -1,22 +1,32 @@
 """An inquiry travels from the form to a real SMTP server: envelope, headers, body, signature, digest, health."""
+
 import email
 import logging
 import os
 import re
 import stat
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpers import (REFERENCE, VISITOR, Visitor, body_text, change_in_line, db, deliver, gateway_rewrite, rewritten,
-                     send_one, verify_file)
-from rsct import inquiries
-from rsct import mailer
-from rsct import outbox
-from rsct import signing
+from rsct import inquiries, mailer, outbox, signing
+
+from helpers import (
+    REFERENCE,
+    VISITOR,
+    Visitor,
+    body_text,
+    change_in_line,
+    db,
+    deliver,
+    gateway_rewrite,
+    rewritten,
+    send_one,
+    verify_file,
+)
 from smtp_servers import HEADER_ALLOWLIST, RECIPIENT_ADDRESS, SENDER_DOMAIN, smtp_settings
 
 OLD_KEY = "old-signing-key-" + "o" * 32
@@ -33,6 +43,7 @@ def visitor_values(fields: dict) -> list[str]:
 
 
 # --- the message as the office receives it ------------------------------------------------------
+
 
 def test_inquiry_arrives_at_the_office_mailbox_with_only_allowed_headers(smtp_app, inbox):
     reference, received = send_one(smtp_app, inbox)
@@ -56,16 +67,25 @@ def test_inquiry_arrives_at_the_office_mailbox_with_only_allowed_headers(smtp_ap
 
 
 def test_body_shows_every_field_the_office_needs(smtp_app, inbox):
-    reference, received = send_one(smtp_app, inbox, email="jordan.rivers@example.org", best_time="evening",
-                                   for_whom="other")
+    reference, received = send_one(
+        smtp_app, inbox, email="jordan.rivers@example.org", best_time="evening", for_whom="other"
+    )
     assert received.message["Content-Transfer-Encoding"] == "quoted-printable"
     assert all(len(line) <= 78 for line in received.content.split(b"\r\n"))
     body = body_text(received.message)
-    for expected in ("Name: Jordan Qzxname Rivers", "Phone: (203) 555-0147", "Email: jordan.rivers@example.org",
-                     "Best time to reach them: Evening", "Who it is for: Someone I care about",
-                     "  | I would like to talk about Qzxnote options.", "  | Second line of my note.",
-                     f"Reference: {reference}", "PREFERRED CONTACT: PHONE CALL",
-                     "OK to leave a message that mentions RSCT: NO", "CONFIDENTIAL"):
+    for expected in (
+        "Name: Jordan Qzxname Rivers",
+        "Phone: (203) 555-0147",
+        "Email: jordan.rivers@example.org",
+        "Best time to reach them: Evening",
+        "Who it is for: Someone I care about",
+        "  | I would like to talk about Qzxnote options.",
+        "  | Second line of my note.",
+        f"Reference: {reference}",
+        "PREFERRED CONTACT: PHONE CALL",
+        "OK to leave a message that mentions RSCT: NO",
+        "CONFIDENTIAL",
+    ):
         assert expected in body, expected
     assert "POSSIBLY AUTOMATED" not in body
 
@@ -73,9 +93,11 @@ def test_body_shows_every_field_the_office_needs(smtp_app, inbox):
         submitted_at = connection.execute("SELECT submitted_at FROM inquiries").fetchone()[0]
     local = datetime.fromtimestamp(submitted_at, ZoneInfo("America/New_York"))
     assert local.tzname() in ("EST", "EDT")
-    utc = datetime.fromtimestamp(submitted_at, timezone.utc)
-    assert (f"Submitted: {local:%A, %B} {local.day}, {local.year} at {local.hour % 12 or 12}:{local:%M %p}"
-            f" {local.tzname()} ({utc:%Y-%m-%dT%H:%M:%SZ})") in body
+    utc = datetime.fromtimestamp(submitted_at, UTC)
+    assert (
+        f"Submitted: {local:%A, %B} {local.day}, {local.year} at {local.hour % 12 or 12}:{local:%M %p}"
+        f" {local.tzname()} ({utc:%Y-%m-%dT%H:%M:%SZ})"
+    ) in body
 
 
 def test_leave_message_yes_is_shown_as_yes(smtp_app, inbox):
@@ -85,23 +107,30 @@ def test_leave_message_yes_is_shown_as_yes(smtp_app, inbox):
     assert "PREFERRED CONTACT: TEXT MESSAGE" in body
 
 
-@pytest.mark.parametrize("timestamp, expected", [
-    (datetime(2025, 1, 15, 17, 5, tzinfo=timezone.utc).timestamp(), "Wednesday, January 15, 2025 at 12:05 PM EST"),
-    (datetime(2025, 7, 15, 17, 5, tzinfo=timezone.utc).timestamp(), "Tuesday, July 15, 2025 at 1:05 PM EDT"),
-])
+@pytest.mark.parametrize(
+    "timestamp, expected",
+    [
+        (datetime(2025, 1, 15, 17, 5, tzinfo=UTC).timestamp(), "Wednesday, January 15, 2025 at 12:05 PM EST"),
+        (datetime(2025, 7, 15, 17, 5, tzinfo=UTC).timestamp(), "Tuesday, July 15, 2025 at 1:05 PM EDT"),
+    ],
+)
 def test_submission_time_is_office_local_time(timestamp, expected):
     assert mailer.local_time(timestamp).startswith(expected + " (2025-")
 
 
-@pytest.mark.parametrize("method, typed, reply_to", [
-    ("email", "Visitor.Name@EXAMPLE.org", "Visitor.Name@example.org"),
-    ("call", "visitor@example.org", None),
-    ("text", "visitor@example.org", None),
-    ("call", "", None),
-])
+@pytest.mark.parametrize(
+    "method, typed, reply_to",
+    [
+        ("email", "Visitor.Name@EXAMPLE.org", "Visitor.Name@example.org"),
+        ("call", "visitor@example.org", None),
+        ("text", "visitor@example.org", None),
+        ("call", "", None),
+    ],
+)
 def test_reply_to_only_when_the_visitor_chose_email(smtp_app, inbox, method, typed, reply_to):
-    _, received = send_one(smtp_app, inbox, contact_method=method, email=typed,
-                           phone="" if method == "email" else VISITOR["phone"])
+    _, received = send_one(
+        smtp_app, inbox, contact_method=method, email=typed, phone="" if method == "email" else VISITOR["phone"]
+    )
     message = received.message
     assert message.get_all("Reply-To") == ([reply_to] if reply_to else None)
     if typed:
@@ -115,6 +144,7 @@ def test_quick_form_is_marked_possibly_automated(make_app, inbox, smtp_port):
 
 
 # --- verifying the signature -------------------------------------------------------------------
+
 
 @pytest.fixture
 def signed(smtp_app, inbox, tmp_path):
@@ -140,25 +170,29 @@ def test_re_encoding_without_a_change_still_verifies(signed, tmp_path):
     assert verify_file(app, again, tmp_path).exit_code == 0
 
 
-@pytest.mark.parametrize("prefix, index", [
-    ("Name: ", -1),
-    ("Phone: ", -2),
-    ("Email: ", -1),
-    ("  | I would like", 5),
-    ("  | Second line", -1),
-    ("Reference: ", -1),
-    ("Submitted: ", 0),  # the weekday
-    ("Submitted: ", -5),  # the UTC time
-    ("OK to leave a message that mentions RSCT: ", 0),
-    ("PREFERRED CONTACT: ", -1),
-    ("Best time to reach them: ", 0),
-    ("Who it is for: ", 0),
-])
+@pytest.mark.parametrize(
+    "prefix, index",
+    [
+        ("Name: ", -1),
+        ("Phone: ", -2),
+        ("Email: ", -1),
+        ("  | I would like", 5),
+        ("  | Second line", -1),
+        ("Reference: ", -1),
+        ("Submitted: ", 0),  # the weekday
+        ("Submitted: ", -5),  # the UTC time
+        ("OK to leave a message that mentions RSCT: ", 0),
+        ("PREFERRED CONTACT: ", -1),
+        ("Best time to reach them: ", 0),
+        ("Who it is for: ", 0),
+    ],
+)
 def test_one_changed_character_in_any_value_fails_verification(signed, tmp_path, prefix, index):
     app, _, raw = signed
     tampered = rewritten(raw, change_in_line(prefix, index))
     assert body_text(email.message_from_bytes(tampered, policy=policy.default)) != body_text(
-        email.message_from_bytes(raw, policy=policy.default))
+        email.message_from_bytes(raw, policy=policy.default)
+    )
     result = verify_file(app, tampered, tmp_path)
     assert result.exit_code == 1, result.output
     assert "NOT AUTHENTIC" in result.output
@@ -167,10 +201,12 @@ def test_one_changed_character_in_any_value_fails_verification(signed, tmp_path,
 
 def _resign(keys):
     """Change the name and sign the block again with `keys`."""
+
     def change(text: str) -> str:
         text = text.replace("Name: Jordan Qzxname Rivers", "Name: Mallory Forger")
-        block = text[text.index(signing.BEGIN):text.index(signing.END) + len(signing.END)]
+        block = text[text.index(signing.BEGIN) : text.index(signing.END) + len(signing.END)]
         return re.sub(r"^Signature: \S+$", "Signature: " + signing.signature(keys, block), text, flags=re.M)
+
     return change
 
 
@@ -183,10 +219,13 @@ def test_message_signed_with_another_key_fails(signed, tmp_path):
     assert verify_file(app, rewritten(raw, _resign(app.config["INQUIRY_SIGNING_KEYS"])), tmp_path).exit_code == 0
 
 
-@pytest.mark.parametrize("text", [
-    "Hello, please call me back.\n",
-    f"{signing.BEGIN}\nReference: RSCT-222222\nName: Someone\n{signing.END}\n",  # a block without a signature
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, please call me back.\n",
+        f"{signing.BEGIN}\nReference: RSCT-222222\nName: Someone\n{signing.END}\n",  # a block without a signature
+    ],
+)
 def test_message_without_a_signed_block_fails(app, tmp_path, text):
     message = email.message.EmailMessage()
     message["Subject"] = "Website inquiry RSCT-222222"
@@ -210,6 +249,7 @@ def test_gateway_re_encoding_and_banner_keep_it_authentic(signed, tmp_path):
 
 
 # --- key rotation ------------------------------------------------------------------------------
+
 
 def eml_for(app, reference) -> bytes:
     folder = os.path.join(app.instance_path, "mail")
@@ -242,10 +282,12 @@ def test_key_rotation(make_app, tmp_path):
 
 # --- quarantine digest and release --------------------------------------------------------------
 
+
 def test_honeypot_inquiry_goes_to_the_digest_once_and_can_be_released(smtp_app, inbox):
     note = "".join(f"{i:03d}." for i in range(150))  # 600 characters; "050." starts the 201st
-    response = Visitor(smtp_app.test_client()).submit(website="http://spam.example", name="Held Qzxperson",
-                                                      message=note)
+    response = Visitor(smtp_app.test_client()).submit(
+        website="http://spam.example", name="Held Qzxperson", message=note
+    )
     assert response.status_code == 303  # thanked like anyone else
     (reference,) = [r["reference"] for r in inquiries.recent(smtp_app.config["DATABASE"])]
     assert inquiries.find(smtp_app.config["DATABASE"], reference)["state"] == "quarantined"
@@ -289,6 +331,7 @@ def test_honeypot_inquiry_goes_to_the_digest_once_and_can_be_released(smtp_app, 
 
 # --- health and status --------------------------------------------------------------------------
 
+
 def test_health_and_stuck_mail(make_app):
     app = make_app(OUTBOX_STUCK_MINUTES=30)  # no MAIL_SERVER: delivery writes files
     client = app.test_client()
@@ -318,8 +361,9 @@ def test_health_and_stuck_mail(make_app):
 def test_development_writes_an_owner_only_eml_that_verifies(make_app):
     app = make_app(CONFIG_NAME="development")
     assert not app.config["MAIL_SERVER"]
-    stored = inquiries.store(app.config["DATABASE"], "dev-token", dict(VISITOR, phone="(203) 555-0147"), key=b"k",
-                             message_domain="localhost")
+    stored = inquiries.store(
+        app.config["DATABASE"], "dev-token", dict(VISITOR, phone="(203) 555-0147"), key=b"k", message_domain="localhost"
+    )
     assert deliver(app).delivered == [stored.reference]
     folder = os.path.join(app.instance_path, "mail")
     (name,) = os.listdir(folder)

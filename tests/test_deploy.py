@@ -5,6 +5,7 @@ real Chromium, plain HTTPS clients and the MDN HTTP Observatory; and systemd-ana
 How it is started is in deploy_harness.py. The tests run in file order (pytest's default); the ones that
 would disturb the others use their own client address (127.0.0.x) or put back what they changed.
 """
+
 import email
 import gzip
 import os
@@ -18,8 +19,9 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import expect
 
-import deploy_harness as harness
 from config import HTMX_URL
+
+import deploy_harness as harness
 from helpers import HTMX_FILE, PAGES, ROOT, require_tool
 
 OFFICE_PHONE = "(203) 421-6242"
@@ -82,20 +84,30 @@ def stylesheet_path(deployment) -> str:
     return match.group(1)
 
 
-def form_post(deployment, source: str, htmx: bool = False, path: str = "/contact", fields: dict | None = None,
-              body: bytes | None = None):
+def form_post(
+    deployment,
+    source: str,
+    htmx: bool = False,
+    path: str = "/contact",
+    fields: dict | None = None,
+    body: bytes | None = None,
+):
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if htmx:
         headers["HX-Request"] = "true"
-    data = body if body is not None else urlencode(fields or {"name": "Burst", "contact_method": "call",
-                                                              "phone": "203 555 0147"}).encode()
+    data = (
+        body
+        if body is not None
+        else urlencode(fields or {"name": "Burst", "contact_method": "call", "phone": "203 555 0147"}).encode()
+    )
     return deployment.request(path, method="POST", body=data, headers=headers, source=source)
 
 
 # --- the files themselves ----------------------------------------------------------------------------
 
+
 def test_the_nginx_snippet_made_by_the_app_is_the_shipped_one(deployment):
-    """DEPLOY.md makes the snippet with `flask security-headers`; with the default htmx URL it is the file in deploy/."""
+    """DEPLOY.md makes the snippet with `flask security-headers`; with the default htmx URL it is deploy/'s file."""
     assert "FLASK_HTMX_URL" not in deployment.env
     assert deployment.security_headers == (harness.DEPLOY / "nginx" / "security-headers.conf").read_text()
     assert "test is successful" in deployment.nginx_test_output
@@ -103,6 +115,7 @@ def test_the_nginx_snippet_made_by_the_app_is_the_shipped_one(deployment):
 
 
 # --- a visitor in a real browser -----------------------------------------------------------------------
+
 
 @pytest.mark.browser
 def test_a_visitor_sends_the_form_through_nginx_and_the_office_gets_the_email(deployment, browser):
@@ -120,13 +133,21 @@ def test_a_visitor_sends_the_form_through_nginx_and_the_office_gets_the_email(de
             route.abort()
 
         site = deployment.url + "/"
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(site)
-                      else outside(route))
-        context.route(HTMX_URL, lambda route: route.fulfill(
-            path=str(HTMX_FILE), content_type="text/javascript; charset=utf-8",
-            headers={"Access-Control-Allow-Origin": "*"}))
-        context.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
-                   if msg.type in ("error", "warning") else None)
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(site) else outside(route))
+        context.route(
+            HTMX_URL,
+            lambda route: route.fulfill(
+                path=str(HTMX_FILE),
+                content_type="text/javascript; charset=utf-8",
+                headers={"Access-Control-Allow-Origin": "*"},
+            ),
+        )
+        context.on(
+            "console",
+            lambda msg: (
+                problems.append(f"console {msg.type}: {msg.text}") if msg.type in ("error", "warning") else None
+            ),
+        )
         context.on("weberror", lambda error: problems.append(f"page error: {error.error}"))
         context.on("requestfailed", lambda request: problems.append(f"failed request: {request.url} {request.failure}"))
 
@@ -144,7 +165,8 @@ def test_a_visitor_sends_the_form_through_nginx_and_the_office_gets_the_email(de
         # hx-sync), and htmx logs that abort as a console error, which this test does not allow.
         with page.expect_response(lambda r: "/contact/check/contact_method" in r.url, timeout=SHORT) as check:
             page.get_by_role("radiogroup", name="How should we reach you?").get_by_role(
-                "radio", name="Phone call", exact=True).check()
+                "radio", name="Phone call", exact=True
+            ).check()
         assert check.value.status == 200
         phone = page.get_by_label("Phone", exact=True)
         phone.fill("203 555 0147")
@@ -159,26 +181,33 @@ def test_a_visitor_sends_the_form_through_nginx_and_the_office_gets_the_email(de
         deadline = time.monotonic() + MAIL_SECONDS
         subjects = []
         while time.monotonic() < deadline:
-            subjects = [str(email.message_from_bytes(raw, policy=policy.default)["Subject"])
-                        for raw in deployment.inbox.messages]
+            subjects = [
+                str(email.message_from_bytes(raw, policy=policy.default)["Subject"])
+                for raw in deployment.inbox.messages
+            ]
             if any(reference in subject for subject in subjects):
                 break
             time.sleep(0.1)
         assert any(reference in subject for subject in subjects), (
-            f"no email with {reference} within {MAIL_SECONDS:.0f} s (subjects: {subjects})\n"
-            + deployment.diagnostics())
+            f"no email with {reference} within {MAIL_SECONDS:.0f} s (subjects: {subjects})\n" + deployment.diagnostics()
+        )
 
         cookies = {cookie["name"]: cookie for cookie in context.cookies()}
         assert "__Host-session" in cookies, f"cookies set: {sorted(cookies)}"
         session = cookies["__Host-session"]
         assert (session["secure"], session["httpOnly"], session["sameSite"], session["path"]) == (
-            True, True, "Lax", "/"), session
+            True,
+            True,
+            "Lax",
+            "/",
+        ), session
         assert problems == [], "\n".join(problems)
     finally:
         context.close()
 
 
 # --- nginx's answers -----------------------------------------------------------------------------------
+
 
 def test_plain_http_is_redirected_to_https(deployment):
     response, _ = harness.http_request(deployment.http_port, "/contact?from=ad")
@@ -199,8 +228,9 @@ def test_certbot_challenges_are_answered_over_plain_http(deployment):
 
 @pytest.mark.parametrize("kind", ["page", "not found", "static file", "health check"])
 def test_every_answer_carries_each_security_header_exactly_once(deployment, kind):
-    path = {"page": "/", "not found": "/no-such-page", "health check": "/healthz"}.get(kind) \
-        or stylesheet_path(deployment)
+    path = {"page": "/", "not found": "/no-such-page", "health check": "/healthz"}.get(kind) or stylesheet_path(
+        deployment
+    )
     response, _ = deployment.request(path)
     assert response.status == (404 if kind == "not found" else 200)
     assert security_header_problems(response) == []
@@ -250,14 +280,21 @@ def test_a_burst_of_htmx_posts_gets_the_message_above_the_button(deployment):
 
 
 def test_the_field_checks_are_never_throttled(deployment):
-    statuses = [form_post(deployment, source="127.0.0.4", path="/contact/check/phone",
-                          fields={"contact_method": "call", "phone": "203 555 0147"})[0].status
-                for _ in range(30)]
+    statuses = [
+        form_post(
+            deployment,
+            source="127.0.0.4",
+            path="/contact/check/phone",
+            fields={"contact_method": "call", "phone": "203 555 0147"},
+        )[0].status
+        for _ in range(30)
+    ]
     assert statuses == [200] * 30
 
 
-@pytest.mark.parametrize("path, htmx", [("/contact", False), ("/contact", True), ("/", False)],
-                         ids=["form", "form-htmx", "other-page"])
+@pytest.mark.parametrize(
+    "path, htmx", [("/contact", False), ("/contact", True), ("/", False)], ids=["form", "form-htmx", "other-page"]
+)
 def test_a_body_over_64_kib_gets_the_friendly_413(deployment, path, htmx):
     """nginx refuses it unread (the app would say 405 to a POST to /, and refuses over 32 KiB itself)."""
     body = urlencode({"name": "x", "message": "y" * (65 * 1024)}).encode()
@@ -273,15 +310,19 @@ def test_a_body_over_64_kib_gets_the_friendly_413(deployment, path, htmx):
 
 # --- graded from outside -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/", "/contact"])
 def test_the_mdn_http_observatory_grades_the_site_a_plus(deployment, path):
     node = shutil.which("node")
     require_tool(node is not None, "Node.js (for the MDN HTTP Observatory)")
-    require_tool((harness.OBSERVATORY / "src" / "retriever" / "retriever.js").exists(),
-                 "node_modules/@mdn/mdn-http-observatory (run: npm ci --ignore-scripts)")
+    require_tool(
+        (harness.OBSERVATORY / "src" / "retriever" / "retriever.js").exists(),
+        "node_modules/@mdn/mdn-http-observatory (run: npm ci --ignore-scripts)",
+    )
     result = harness.observatory_scan(deployment, node, path=path)
-    scores = "\n".join(f"  {name}: {test['result']} ({test['scoreModifier']:+d})"
-                       for name, test in result.get("tests", {}).items())
+    scores = "\n".join(
+        f"  {name}: {test['result']} ({test['scoreModifier']:+d})" for name, test in result.get("tests", {}).items()
+    )
     assert result.get("scan", {}).get("grade") == "A+", f"{result.get('scan') or result}\n{scores}"
     assert result["scan"]["testsFailed"] == 0, scores
     assert result["tests"]["redirection"]["result"] == "redirection-to-https", scores
@@ -290,6 +331,7 @@ def test_the_mdn_http_observatory_grades_the_site_a_plus(deployment, path):
 
 
 # --- the app down --------------------------------------------------------------------------------------
+
 
 def test_when_the_app_is_down_nginx_shows_the_phone_number(deployment):
     """Last: gunicorn is stopped, nginx answers 502 with its static page; gunicorn is started again after."""
@@ -305,11 +347,13 @@ def test_when_the_app_is_down_nginx_shows_the_phone_number(deployment):
         assert css.status == 200
     finally:
         harness.start_gunicorn(deployment)
-        harness.wait_until(lambda: deployment.request("/healthz", timeout=2)[0].status == 200, "gunicorn again",
-                           deployment)
+        harness.wait_until(
+            lambda: deployment.request("/healthz", timeout=2)[0].status == 200, "gunicorn again", deployment
+        )
 
 
 # --- systemd ---------------------------------------------------------------------------------------------
+
 
 def test_systemd_units_verify(tmp_path):
     """systemd-analyze verify on the units with their folders made under tmp_path (no nginx needed)."""
@@ -329,9 +373,13 @@ def test_systemd_units_verify(tmp_path):
         text = unit.read_text()
         if unit.suffix == ".service" and "@" not in unit.name:
             assert "/srv/rsct/venv/bin/" in text and "EnvironmentFile=/etc/rsct/rsct.env" in text, unit.name
-        (units / unit.name).write_text(text.replace("/etc/rsct/rsct.env", str(env_file))
-                                       .replace("/srv/rsct", str(srv)))
-    result = subprocess.run([analyze, "verify", *(str(units / unit.name) for unit in shipped)],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        (units / unit.name).write_text(text.replace("/etc/rsct/rsct.env", str(env_file)).replace("/srv/rsct", str(srv)))
+    result = subprocess.run(
+        [analyze, "verify", *(str(units / unit.name) for unit in shipped)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     about_ours = [line for line in (result.stdout + result.stderr).splitlines() if "rsct" in line]
     assert (result.returncode, about_ours) == (0, []), result.stdout + result.stderr

@@ -1,10 +1,12 @@
 """The operator's files work as DEPLOY.md uses them: the example environment file through deploy/rsct-flask."""
+
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import config
+
 from helpers import ROOT
 
 
@@ -20,10 +22,15 @@ def usable_environment_file(tmp_path) -> Path:
 
 
 def rsct_flask(tmp_path, env_file, *args):
-    env = {"PATH": os.environ["PATH"], "RSCT_APP": str(ROOT), "RSCT_ENV": str(env_file),
-           "RSCT_VENV": str(Path(sys.executable).parent.parent)}
-    return subprocess.run(["sh", str(ROOT / "deploy" / "rsct-flask"), *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    env = {
+        "PATH": os.environ["PATH"],
+        "RSCT_APP": str(ROOT),
+        "RSCT_ENV": str(env_file),
+        "RSCT_VENV": str(Path(sys.executable).parent.parent),
+    }
+    return subprocess.run(
+        ["sh", str(ROOT / "deploy" / "rsct-flask"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_example_environment_lists_every_setting():

@@ -1,4 +1,5 @@
 """Faults a root-run CI cannot fake with file modes: a full disk, and errors of every kind keep the headers."""
+
 import json
 import sqlite3
 import subprocess
@@ -39,8 +40,12 @@ FULL_DISK_SCRIPT = textwrap.dedent("""
 
 def test_a_full_disk_tells_the_visitor_to_call_and_keeps_their_words(tmp_path):
     instance = tmp_path / "instance"
-    result = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT, str(ROOT), str(instance), str(256 * 1024)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(ROOT), str(instance), str(256 * 1024)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     statuses = outcome["statuses"]
@@ -64,6 +69,7 @@ def fragile_app(make_app):
     @app.get("/boom")
     def boom():
         raise RuntimeError("internal detail")
+
     app.testing = False
     app.config["PROPAGATE_EXCEPTIONS"] = False
     return app
@@ -102,6 +108,7 @@ def test_a_crash_logs_where_but_not_the_message(fragile_app, caplog):
     @fragile_app.post("/crash")
     def crash():
         raise ValueError("could not parse " + request.form["name"])  # a bug that quotes the visitor
+
     with caplog.at_level("INFO"):
         response = fragile_app.test_client().post("/crash", data={"name": "Zyxcanary"})
     assert response.status_code == 500

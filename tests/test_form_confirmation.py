@@ -1,6 +1,7 @@
 """After sending: the confirmation an htmx visitor sees, the thanks page a plain browser is sent to,
 and the reference shown once, to the visitor who sent the request and to no one else.
 """
+
 from helpers import PHONE_LINK, REFERENCE, assert_is_form_region_fragment, stored_inquiries
 
 

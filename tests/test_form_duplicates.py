@@ -1,6 +1,7 @@
 """The same request sent twice is stored once and shows the same reference; changed words, an hour
 later or another browser make a new request.
 """
+
 import sqlite3
 
 from helpers import REFERENCE, Visitor, outbox_ids, stored_inquiries
@@ -32,8 +33,10 @@ def test_same_form_with_changed_content_is_a_second_request(app, visitor):
     second = visitor.post({**data, "message": "Actually, mornings are better."}, htmx=True)
     rows = stored_inquiries(app)
     assert len(rows) == 2
-    assert [row["reference"] for row in rows] == [REFERENCE.search(first.text).group(0),
-                                                  REFERENCE.search(second.text).group(0)]
+    assert [row["reference"] for row in rows] == [
+        REFERENCE.search(first.text).group(0),
+        REFERENCE.search(second.text).group(0),
+    ]
     assert rows[0]["reference"] != rows[1]["reference"]
     assert len(outbox_ids(app)) == 2
 

@@ -1,13 +1,20 @@
 """When the request cannot be taken: a database that cannot be written, or more text than the
 form can take. The visitor keeps every typed word and is given the office phone number; never a 500.
 """
+
 import gc
 import os
 
 import pytest
 
-from helpers import (PHONE_LINK, TRICKY_VALUES, assert_is_form_region_fragment, assert_shown_in_form, break_database,
-                     stored_inquiries)
+from helpers import (
+    PHONE_LINK,
+    TRICKY_VALUES,
+    assert_is_form_region_fragment,
+    assert_shown_in_form,
+    break_database,
+    stored_inquiries,
+)
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])

@@ -1,6 +1,7 @@
 """The per-field check htmx sends when a visitor leaves a field: only that field's message, out-of-band
 messages for phone and email when the way to reach changes, and nothing stored or counted.
 """
+
 import re
 import sqlite3
 from contextlib import closing
@@ -10,17 +11,20 @@ import pytest
 from helpers import HTMX, FormText, outbox_ids, stored_inquiries
 
 
-@pytest.mark.parametrize("field, data, message", [
-    ("phone", {"contact_method": "call", "phone": "12"}, "full phone number"),
-    ("phone", {"contact_method": "call", "phone": ""}, "Please give a phone number"),
-    ("phone", {"contact_method": "call", "phone": "203\n555 0147"}, "one line"),
-    ("phone", {"contact_method": "call", "phone": "203.555.0147"}, ""),
-    ("phone", {"contact_method": "email", "phone": ""}, ""),
-    ("email", {"contact_method": "email", "email": "visitor@"}, "look like an email address"),
-    ("email", {"contact_method": "email", "email": ""}, "Please give an email address"),
-    ("email", {"contact_method": "email", "email": "visitor@example.org"}, ""),
-    ("email", {"contact_method": "call", "email": ""}, ""),
-])
+@pytest.mark.parametrize(
+    "field, data, message",
+    [
+        ("phone", {"contact_method": "call", "phone": "12"}, "full phone number"),
+        ("phone", {"contact_method": "call", "phone": ""}, "Please give a phone number"),
+        ("phone", {"contact_method": "call", "phone": "203\n555 0147"}, "one line"),
+        ("phone", {"contact_method": "call", "phone": "203.555.0147"}, ""),
+        ("phone", {"contact_method": "email", "phone": ""}, ""),
+        ("email", {"contact_method": "email", "email": "visitor@"}, "look like an email address"),
+        ("email", {"contact_method": "email", "email": ""}, "Please give an email address"),
+        ("email", {"contact_method": "email", "email": "visitor@example.org"}, ""),
+        ("email", {"contact_method": "call", "email": ""}, ""),
+    ],
+)
 def test_field_check_returns_only_that_fields_message(client, field, data, message):
     response = client.post(f"/contact/check/{field}", data=data, headers=HTMX)
     assert response.status_code == 200
@@ -63,18 +67,29 @@ def test_method_check_clears_messages_once_everything_fits(client):
     assert out_of_band(response.text) == {"phone": "", "email": ""}
 
 
-@pytest.mark.parametrize("value, message", [
-    ("", "Please choose how we should reach you"),
-    ("fax", "Please choose one of the options"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "Please choose how we should reach you"),
+        ("fax", "Please choose one of the options"),
+    ],
+)
 def test_method_check_reports_a_missing_or_unknown_method(client, value, message):
     response = client.post("/contact/check/contact_method", data={"contact_method": value})
     assert message in FormText(response.text.split("<div", 1)[0]).text
     assert set(out_of_band(response.text)) == {"phone", "email"}
 
 
-@pytest.mark.parametrize("path", ["/contact/check/name", "/contact/check/message", "/contact/check/",
-                                  "/contact/check/website", "/contact/check/phone%0A"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/contact/check/name",
+        "/contact/check/message",
+        "/contact/check/",
+        "/contact/check/website",
+        "/contact/check/phone%0A",
+    ],
+)
 def test_check_for_an_unknown_field_is_not_found(client, path):
     response = client.post(path, data={"name": "Alex"})
     assert response.status_code == 404

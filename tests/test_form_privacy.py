@@ -1,6 +1,7 @@
 """What is never kept or written down: no cached copy of any answer, no typed words in the logs or
 in the address of the thanks page.
 """
+
 import logging
 import re
 
@@ -60,20 +61,42 @@ def _check_field(make_app):
     return make_app().test_client().post("/contact/check/phone", data={"phone": "12"})
 
 
-@pytest.mark.parametrize("request_, status", [
-    (_get_form, 200), (_post_valid, 200), (lambda m: _post_valid(m, htmx=False), 303), (_post_invalid, 422),
-    (_get_thanks, 200), (_post_rate_limited, 429), (_post_csrf_failure, 400), (_post_storage_failure, 503),
-    (_post_too_large, 413), (_check_field, 200),
-], ids=["form", "sent-htmx", "sent-plain", "invalid", "thanks", "rate-limited", "csrf", "storage", "too-large",
-        "check"])
+@pytest.mark.parametrize(
+    "request_, status",
+    [
+        (_get_form, 200),
+        (_post_valid, 200),
+        (lambda m: _post_valid(m, htmx=False), 303),
+        (_post_invalid, 422),
+        (_get_thanks, 200),
+        (_post_rate_limited, 429),
+        (_post_csrf_failure, 400),
+        (_post_storage_failure, 503),
+        (_post_too_large, 413),
+        (_check_field, 200),
+    ],
+    ids=[
+        "form",
+        "sent-htmx",
+        "sent-plain",
+        "invalid",
+        "thanks",
+        "rate-limited",
+        "csrf",
+        "storage",
+        "too-large",
+        "check",
+    ],
+)
 def test_no_browser_or_proxy_may_keep_a_copy(make_app, request_, status):
     response = request_(make_app)
     assert response.status_code == status
     assert response.headers["Cache-Control"] == "no-store"
 
 
-CANARY = dict(name="Zyxcanary Qvw", phone="203-555-0188", email="zyxcanary@example.org",
-              message="Zyxcanary note about my brother")
+CANARY = dict(
+    name="Zyxcanary Qvw", phone="203-555-0188", email="zyxcanary@example.org", message="Zyxcanary note about my brother"
+)
 
 
 def _log_text(records) -> str:

@@ -1,18 +1,21 @@
 """Robots: a filled honeypot is held back, a form filled faster than a person could or with a bad
 form token is marked; every sender is thanked the same way.
 """
+
 import os
 import time
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from helpers import REFERENCE, VISITOR, Visitor, outbox_ids, stored_inquiries
 from rsct import contact
+
+from helpers import REFERENCE, VISITOR, Visitor, outbox_ids, stored_inquiries
 
 
 def old_form_token(app, age_seconds: float) -> str:
     """A correctly signed form token issued `age_seconds` ago (what a page left open would send)."""
+
     class Backdated(TimestampSigner):
         def get_timestamp(self) -> int:
             return int(time.time() - age_seconds)
@@ -71,12 +74,21 @@ def _tampered(token: str) -> str:
     payload, signature = token.rsplit(".", 1)
     middle = len(signature) // 2
     changed = "A" if signature[middle] != "A" else "B"
-    return f"{payload}.{signature[:middle]}{changed}{signature[middle + 1:]}"
+    return f"{payload}.{signature[:middle]}{changed}{signature[middle + 1 :]}"
 
 
-@pytest.mark.parametrize("token", [
-    "garbage", "", None, "a.b.c", "\u00e9\u00e9.\u00e9", "x" * 2000, "tampered",
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage",
+        "",
+        None,
+        "a.b.c",
+        "\u00e9\u00e9.\u00e9",
+        "x" * 2000,
+        "tampered",
+    ],
+)
 def test_bad_form_token_is_stored_anyway_and_marked(app, visitor, token):
     if token == "tampered":
         token = _tampered(visitor.fresh_token())

@@ -1,4 +1,5 @@
 """Real sender processes against a real SMTP server: two at once, kill -9, SIGTERM, a server that is down."""
+
 import asyncio
 import os
 import pathlib
@@ -10,11 +11,9 @@ import time
 
 import pytest
 
+from rsct import inquiries, mailer, outbox, sender
+
 from helpers import ROOT, Visitor, db
-from rsct import inquiries
-from rsct import mailer
-from rsct import outbox
-from rsct import sender
 from smtp_servers import RECIPIENT, SENDER, SENDER_DOMAIN, Inbox, free_port, running_smtp, smtp_settings
 
 PROCESS_SECONDS = 60
@@ -27,8 +26,14 @@ class Sender:
         self.out_path = folder / f"sender{number}.out"
         self.err_path = folder / f"sender{number}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT,
-                                            env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "app", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
 
     def output(self) -> str:
         return self.out_path.read_text() + self.err_path.read_text()
@@ -64,18 +69,32 @@ def senders(tmp_path):
 def sender_env(instance: str, port: int, timeout: int = 5) -> dict:
     """Development settings (they do not suppress sending) aimed at the test server."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FLASK_")}
-    env.update(FLASK_CONFIG="development", FLASK_INSTANCE_PATH=instance, FLASK_MAIL_SERVER="127.0.0.1",
-               FLASK_MAIL_PORT=str(port), FLASK_MAIL_DEFAULT_SENDER=SENDER, FLASK_INQUIRY_RECIPIENT=RECIPIENT,
-               FLASK_MAIL_TIMEOUT=str(timeout), PYTHONUNBUFFERED="1")
+    env.update(
+        FLASK_CONFIG="development",
+        FLASK_INSTANCE_PATH=instance,
+        FLASK_MAIL_SERVER="127.0.0.1",
+        FLASK_MAIL_PORT=str(port),
+        FLASK_MAIL_DEFAULT_SENDER=SENDER,
+        FLASK_INQUIRY_RECIPIENT=RECIPIENT,
+        FLASK_MAIL_TIMEOUT=str(timeout),
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def store_many(app, count: int) -> list[str]:
     references = []
     for i in range(count):
-        fields = {"name": f"Person {i:02d}", "contact_method": "call", "phone": f"(203) 555-{i:04d}",
-                  "email": None, "best_time": "any", "leave_message": "no", "for_whom": "self",
-                  "message": f"Note number {i}"}
+        fields = {
+            "name": f"Person {i:02d}",
+            "contact_method": "call",
+            "phone": f"(203) 555-{i:04d}",
+            "email": None,
+            "best_time": "any",
+            "leave_message": "no",
+            "for_whom": "self",
+            "message": f"Note number {i}",
+        }
         stored = inquiries.store(app.config["DATABASE"], f"token{i}", fields, key=b"k", message_domain=SENDER_DOMAIN)
         references.append(stored.reference)
     return references
@@ -83,8 +102,10 @@ def store_many(app, count: int) -> list[str]:
 
 def outbox_rows(app) -> list:
     with db(app) as connection:
-        return connection.execute("SELECT i.reference, i.state, o.message_id, o.claimed_by, o.delivered_at"
-                                  " FROM inquiries i JOIN outbox o ON o.inquiry_id = i.id").fetchall()
+        return connection.execute(
+            "SELECT i.reference, i.state, o.message_id, o.claimed_by, o.delivered_at"
+            " FROM inquiries i JOIN outbox o ON o.inquiry_id = i.id"
+        ).fetchall()
 
 
 def message_ids(messages) -> list[str]:

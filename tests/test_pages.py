@@ -1,4 +1,5 @@
 """The information pages, search-engine files, error pages and headers, through the test client."""
+
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -58,6 +59,7 @@ def test_exception_gives_500_page_without_internals(app):
     @app.get("/boom")
     def boom():
         raise RuntimeError("secret internals")
+
     app.testing = False  # let the error handler run as in production
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = app.test_client().get("/boom")
@@ -136,8 +138,15 @@ def test_htmx_config_is_strict(client):
 def test_security_headers_on_every_response(client, path):
     headers = client.get(path).headers
     csp = headers["Content-Security-Policy"]
-    for directive in ("default-src 'none'", "style-src 'self'", "img-src 'self'", "form-action 'self'",
-                      "frame-ancestors 'none'", "base-uri 'none'", "object-src 'none'"):
+    for directive in (
+        "default-src 'none'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ):
         assert directive in csp
     assert "script-src 'self' https://cdn.jsdelivr.net/npm/htmx.org@2.0.11/dist/htmx.min.js" in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp

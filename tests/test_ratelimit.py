@@ -1,4 +1,5 @@
 """The per-client limit on sending the form: kept in SQLite, shared by every worker, storing no address."""
+
 import http.client
 import os
 import re
@@ -13,9 +14,17 @@ from urllib.parse import urlencode
 
 import pytest
 
-from helpers import (HTMX, PHONE_LINK, ROOT, Visitor, assert_is_form_region_fragment, assert_shown_in_form,
-                     stored_inquiries)
 from rsct import ratelimit
+
+from helpers import (
+    HTMX,
+    PHONE_LINK,
+    ROOT,
+    Visitor,
+    assert_is_form_region_fragment,
+    assert_shown_in_form,
+    stored_inquiries,
+)
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 PAUSED = "paused it for a few minutes"
@@ -34,8 +43,9 @@ def rate_events(app) -> list[tuple[str, float]]:
 
 def add_rate_events(app, client: str, *ages: float) -> None:
     with closing(sqlite3.connect(app.config["DATABASE"])) as db, db:
-        db.executemany("INSERT INTO rate_events (client, at) VALUES (?, ?)",
-                       [(client, time.time() - age) for age in ages])
+        db.executemany(
+            "INSERT INTO rate_events (client, at) VALUES (?, ?)", [(client, time.time() - age) for age in ages]
+        )
 
 
 def local_client_key(app) -> str:
@@ -146,8 +156,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http_request(port: int, method: str, path: str, body: bytes | None = None,
-                 headers: dict | None = None) -> int:
+def http_request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> int:
     """One request on its own connection (Connection: close), so the workers share the load."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -181,14 +190,32 @@ def gunicorn_site(tmp_path):
     port = free_port()
     instance = tmp_path / "instance"
     env = {name: value for name, value in os.environ.items() if not name.startswith("FLASK_")}
-    env.update(FLASK_CONFIG="testing", FLASK_INSTANCE_PATH=str(instance), FLASK_RATE_LIMIT_COUNT="4",
-               FLASK_RATE_LIMIT_SECONDS="600", PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        FLASK_CONFIG="testing",
+        FLASK_INSTANCE_PATH=str(instance),
+        FLASK_RATE_LIMIT_COUNT="4",
+        FLASK_RATE_LIMIT_SECONDS="600",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(GUNICORN), "--workers", "2", "--bind", f"127.0.0.1:{port}", "--no-control-socket",
-             "--graceful-timeout", "5", "app:create_app()"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                str(GUNICORN),
+                "--workers",
+                "2",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--no-control-socket",
+                "--graceful-timeout",
+                "5",
+                "app:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until_answering(port, process)
         yield port
@@ -218,9 +245,15 @@ def test_limit_is_shared_by_every_worker_process(gunicorn_site):
     held = socket.create_connection(("127.0.0.1", port), timeout=10)
     with closing(held):
         body = form_body(0)
-        head = "".join(f"{name}: {value}\r\n" for name, value in
-                       {**FORM_HEADERS, "Host": f"127.0.0.1:{port}", "Connection": "close",
-                        "Content-Length": len(body)}.items())
+        head = "".join(
+            f"{name}: {value}\r\n"
+            for name, value in {
+                **FORM_HEADERS,
+                "Host": f"127.0.0.1:{port}",
+                "Connection": "close",
+                "Content-Length": len(body),
+            }.items()
+        )
         held.sendall(f"POST /contact HTTP/1.1\r\n{head}\r\n".encode())
         other_worker = [http_request(port, "POST", "/contact", form_body(n), FORM_HEADERS) for n in range(1, 5)]
         held.sendall(body)

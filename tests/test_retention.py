@@ -1,4 +1,5 @@
 """Retention: personal fields erased on time (and gone from the file), owner-only files, no personal data in logs."""
+
 import logging
 import os
 import signal
@@ -9,12 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from rsct import cli, inquiries, outbox, sender, storage
+
 from helpers import VISITOR, Visitor, db, deliver
-from rsct import cli
-from rsct import inquiries
-from rsct import outbox
-from rsct import sender
-from rsct import storage
 from smtp_servers import Inbox, running_smtp, smtp_settings
 
 DAY = 86400
@@ -23,7 +21,9 @@ CANARY = "Qzxcanary7"
 
 def store(app, token: str, quarantine_reason=None, **changes) -> str:
     fields = dict(VISITOR, phone="(203) 555-0147", **changes)
-    return inquiries.store(app.config["DATABASE"], token, fields, key=b"k", quarantine_reason=quarantine_reason).reference
+    return inquiries.store(
+        app.config["DATABASE"], token, fields, key=b"k", quarantine_reason=quarantine_reason
+    ).reference
 
 
 def row(app, reference):
@@ -34,11 +34,14 @@ def set_times(app, reference, submitted_ago=None, delivered_ago=None, now=None):
     now = now or time.time()
     with db(app) as connection:
         if submitted_ago is not None:
-            connection.execute("UPDATE inquiries SET submitted_at = ? WHERE reference = ?",
-                               (now - submitted_ago, reference))
+            connection.execute(
+                "UPDATE inquiries SET submitted_at = ? WHERE reference = ?", (now - submitted_ago, reference)
+            )
         if delivered_ago is not None:
-            connection.execute("UPDATE outbox SET delivered_at = ? WHERE inquiry_id ="
-                               " (SELECT id FROM inquiries WHERE reference = ?)", (now - delivered_ago, reference))
+            connection.execute(
+                "UPDATE outbox SET delivered_at = ? WHERE inquiry_id = (SELECT id FROM inquiries WHERE reference = ?)",
+                (now - delivered_ago, reference),
+            )
 
 
 def database_bytes(path: str) -> bytes:
@@ -65,11 +68,14 @@ def test_purge_follows_the_retention_rules(make_app):
     failed_old = store(app, "t6", name="Failed Long Ago")
     failed_recent = store(app, "t7", name="Failed Yesterday")
     with db(app) as connection:
-        connection.execute("UPDATE outbox SET next_attempt_at = ? WHERE inquiry_id IN (SELECT id FROM inquiries"
-                           " WHERE reference IN (?, ?, ?))",
-                           (time.time() + DAY, pending_old, failed_old, failed_recent))
-        connection.execute("UPDATE inquiries SET state = 'failed' WHERE reference IN (?, ?)",
-                           (failed_old, failed_recent))
+        connection.execute(
+            "UPDATE outbox SET next_attempt_at = ? WHERE inquiry_id IN (SELECT id FROM inquiries"
+            " WHERE reference IN (?, ?, ?))",
+            (time.time() + DAY, pending_old, failed_old, failed_recent),
+        )
+        connection.execute(
+            "UPDATE inquiries SET state = 'failed' WHERE reference IN (?, ?)", (failed_old, failed_recent)
+        )
 
     now = time.time()
     set_times(app, delivered_old, submitted_ago=32 * DAY, delivered_ago=31 * DAY, now=now)
@@ -202,8 +208,12 @@ def test_purge_removes_old_development_mail_files(make_app):
 
 
 def test_no_personal_data_in_logs(make_app, caplog):
-    canaries = {"name": "Qzxcanaryname Person", "email": "qzxcanarymail@example.org", "phone": "203-555-0199",
-                "message": "Qzxcanarynote about my situation"}
+    canaries = {
+        "name": "Qzxcanaryname Person",
+        "email": "qzxcanarymail@example.org",
+        "phone": "203-555-0199",
+        "message": "Qzxcanarynote about my situation",
+    }
     markers = ["Qzxcanary", "qzxcanary", "555-0199", "situation"]
     inbox = Inbox()
     with running_smtp(inbox) as port:
@@ -251,8 +261,11 @@ def test_a_refused_inquiry_is_never_erased_unseen_even_with_zero_retention(make_
     reference = store(app, "t1", name="Refused By The Server")
     with db(app) as connection:
         connection.execute("UPDATE inquiries SET state = 'failed' WHERE reference = ?", (reference,))
-        connection.execute("UPDATE outbox SET failed_at = ?, last_error = 'SMTP 550: no such user'"
-                           " WHERE inquiry_id = (SELECT id FROM inquiries WHERE reference = ?)", (time.time(), reference))
+        connection.execute(
+            "UPDATE outbox SET failed_at = ?, last_error = 'SMTP 550: no such user'"
+            " WHERE inquiry_id = (SELECT id FROM inquiries WHERE reference = ?)",
+            (time.time(), reference),
+        )
     assert inquiries.purge(app.config["DATABASE"], 0) == []
     runner = app.test_cli_runner()
     assert runner.invoke(args=["outbox", "status"]).exit_code == 2  # the monitor still sees it

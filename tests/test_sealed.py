@@ -13,11 +13,12 @@ import subprocess
 import threading
 
 import pytest
-from helpers import Visitor, deliver, require_tool
-from smtp_servers import SENDER, running_smtp, smtp_settings
 
 import config
 from rsct import inquiries, sender, smime
+
+from helpers import Visitor, deliver, require_tool
+from smtp_servers import SENDER, running_smtp, smtp_settings
 
 CANARIES = ("Qzxsealname", "Qzxsealnote", "sealcanary@example.org", "555-0199")
 OFFICE = "Madison office <office@rsct.example.org>"

@@ -16,10 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from helpers import Visitor, deliver, require_tool
-from smtp_servers import SENDER, running_smtp, smtp_settings
 
 import config
+
+from helpers import Visitor, deliver, require_tool
+from smtp_servers import SENDER, running_smtp, smtp_settings
 
 SENDER_ADDRESS = "website@rsct.example.org"
 

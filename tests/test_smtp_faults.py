@@ -1,13 +1,23 @@
 """What the sender does when the mail server misbehaves: TLS, hangs, 4xx, 5xx, drops and refusals."""
+
 import time
 
 import pytest
 
+from rsct import inquiries, outbox
+
 from helpers import Visitor, db, deliver
-from rsct import inquiries
-from rsct import outbox
-from smtp_servers import (DribblingSMTPServer, DroppingSMTPServer, Inbox, SilentServer, free_port, make_certs, running_smtp,
-                          server_tls_context, smtp_settings)
+from smtp_servers import (
+    DribblingSMTPServer,
+    DroppingSMTPServer,
+    Inbox,
+    SilentServer,
+    free_port,
+    make_certs,
+    running_smtp,
+    server_tls_context,
+    smtp_settings,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +44,7 @@ def make_due(app):
 
 
 # --- TLS ---------------------------------------------------------------------------------------
+
 
 def test_starttls_with_an_untrusted_certificate_is_retried_and_delivered_once_the_ca_is_set(make_app, certs):
     inbox = Inbox()
@@ -100,6 +111,7 @@ def test_implicit_tls(make_app, certs, trusted):
 
 # --- a server that hangs ------------------------------------------------------------------------
 
+
 def test_a_server_that_never_answers_times_out_and_is_retried_later(make_app):
     with SilentServer() as silent:
         app = make_app(**smtp_settings(silent.port, MAIL_TIMEOUT=1))
@@ -114,7 +126,6 @@ def test_a_server_that_never_answers_times_out_and_is_retried_later(make_app):
     assert row["next_attempt_at"] > time.time() + 10  # backoff: 30 s +/- 20 %
     assert row["state"] == "pending" and row["last_error"]
     assert silent.connections  # it really connected
-
 
 
 def test_a_server_that_dribbles_its_reply_is_cut_off_at_the_conversation_deadline(make_app):
@@ -160,6 +171,7 @@ def test_a_slow_conversation_that_finishes_before_the_deadline_is_delivered(make
 
 
 # --- replies to the message ---------------------------------------------------------------------
+
 
 def test_451_is_retried_and_delivered_later_with_the_same_message_id(make_app):
     inbox = Inbox(reply="451 4.3.0 try later")

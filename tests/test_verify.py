@@ -3,6 +3,7 @@
 Every email starts as a genuine one, made by the app and delivered to a real SMTP server; the
 tests then change it the way a gateway (must still verify) or a forger (must not) would.
 """
+
 import email
 import re
 from email import policy
@@ -10,20 +11,24 @@ from email.message import EmailMessage, MIMEPart
 
 import pytest
 
-from helpers import body_text, change_in_line, gateway_rewrite, rewritten, send_one, verify_file
 from rsct import signing
+
+from helpers import body_text, change_in_line, gateway_rewrite, rewritten, send_one, verify_file
 
 VISITOR_EMAIL = "Jordan.Qzx@example.org"
 BANNER = "[EXTERNAL EMAIL] This message came from outside the organisation. Be careful with links."
-LONG_NOTE = ("I would like to talk about Qzxnote options for my brother, who has been drinking more since "
-             "the winter and does not want to go to a hospital.\nSecond line of my note.")
+LONG_NOTE = (
+    "I would like to talk about Qzxnote options for my brother, who has been drinking more since "
+    "the winter and does not want to go to a hospital.\nSecond line of my note."
+)
 
 
 @pytest.fixture
 def by_email(smtp_app, inbox):
     """A delivered inquiry from a visitor who asked for email (so it has a Reply-To): (app, reference, raw)."""
-    reference, received = send_one(smtp_app, inbox, contact_method="email", email=VISITOR_EMAIL, phone="",
-                                   message=LONG_NOTE)
+    reference, received = send_one(
+        smtp_app, inbox, contact_method="email", email=VISITOR_EMAIL, phone="", message=LONG_NOTE
+    )
     assert received.message["Reply-To"] == VISITOR_EMAIL
     return smtp_app, reference, received.content
 
@@ -83,7 +88,7 @@ def flowed(text: str, width: int, delsp: bool) -> str:
     for line in text.replace("\r\n", "\n").split("\n"):
         line = line.rstrip(" ")
         if delsp:  # break anywhere and add the space that marks the soft break
-            pieces = [line[i:i + width] for i in range(0, len(line), width)] or [""]
+            pieces = [line[i : i + width] for i in range(0, len(line), width)] or [""]
             pieces = [piece + " " for piece in pieces[:-1]] + pieces[-1:]
         else:  # break only after a space, which stays at the end of the line
             pieces = [""]
@@ -120,16 +125,27 @@ def assert_refused(app, raw: bytes, tmp_path, reason: str):
 
 # --- genuine emails, as sent and as a gateway passes them on -----------------------------------
 
+
 def test_genuine_email_prints_every_checked_line(by_email, tmp_path):
     app, reference, raw = by_email
     output = assert_authentic(app, raw, tmp_path, reference).output
     lines = output.splitlines()
     assert lines[0].startswith(f"Authentic: inquiry {reference}, submitted ") and lines[0].endswith("Z).")
-    for expected in ("  PREFERRED CONTACT: EMAIL", ("  OK to leave a message that mentions RSCT: NO - do not mention RSCT in a voicemail or to anyone"
-                      " else who answers"),
-                     "  Name: Jordan Qzxname Rivers", "  Phone: (not given)", f"  Email: {VISITOR_EMAIL}",
-                     "  Best time to reach them: Morning", "  Who it is for: Myself", "  Message:",
-                     "    | " + LONG_NOTE.split("\n")[0], "    | Second line of my note."):
+    for expected in (
+        "  PREFERRED CONTACT: EMAIL",
+        (
+            "  OK to leave a message that mentions RSCT: NO - do not mention RSCT in a voicemail or to anyone"
+            " else who answers"
+        ),
+        "  Name: Jordan Qzxname Rivers",
+        "  Phone: (not given)",
+        f"  Email: {VISITOR_EMAIL}",
+        "  Best time to reach them: Morning",
+        "  Who it is for: Myself",
+        "  Message:",
+        "    | " + LONG_NOTE.split("\n")[0],
+        "    | Second line of my note.",
+    ):
         assert expected in lines, expected
     assert len(lines) == 11  # the first line, then the block's lines other than reference and time
 
@@ -192,8 +208,9 @@ def test_prefixed_subject_still_verifies(by_email, tmp_path, prefix):
     assert_authentic(app, with_headers(raw, Subject=f"{prefix}Website inquiry {reference}"), tmp_path, reference)
 
 
-@pytest.mark.parametrize("reply_to", [VISITOR_EMAIL.replace("example.org", "EXAMPLE.ORG"),
-                                      f"Jordan Rivers <{VISITOR_EMAIL}>"])
+@pytest.mark.parametrize(
+    "reply_to", [VISITOR_EMAIL.replace("example.org", "EXAMPLE.ORG"), f"Jordan Rivers <{VISITOR_EMAIL}>"]
+)
 def test_reply_to_domain_case_and_display_name_are_accepted(by_email, tmp_path, reply_to):
     app, reference, raw = by_email
     assert_authentic(app, with_headers(raw, Reply_To=reply_to), tmp_path, reference)
@@ -201,8 +218,10 @@ def test_reply_to_domain_case_and_display_name_are_accepted(by_email, tmp_path, 
 
 # --- forged emails ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("place", ["after the block", "before the block", "bare BEGIN line after",
-                                   "trailing part", "leading part"])
+
+@pytest.mark.parametrize(
+    "place", ["after the block", "before the block", "bare BEGIN line after", "trailing part", "leading part"]
+)
 def test_a_second_inquiry_block_anywhere_is_refused(by_email, tmp_path, place):
     app, _, raw = by_email
     text = body_text(parsed(raw)).replace("\r\n", "\n")
@@ -220,8 +239,16 @@ def test_a_second_inquiry_block_anywhere_is_refused(by_email, tmp_path, place):
     assert_refused(app, raw, tmp_path, "more than one inquiry block")
 
 
-@pytest.mark.parametrize("subject", ["Website inquiry RSCT-ZZZZZZ", "Website inquiry {ref} RSCT-ZZZZZZ",
-                                     "Website inquiry rsct-zzzzzz {ref}", "Website inquiry", None])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Website inquiry RSCT-ZZZZZZ",
+        "Website inquiry {ref} RSCT-ZZZZZZ",
+        "Website inquiry rsct-zzzzzz {ref}",
+        "Website inquiry",
+        None,
+    ],
+)
 def test_subject_must_name_the_block_reference_only(by_email, tmp_path, subject):
     app, reference, raw = by_email
     changed = with_headers(raw, Subject=subject and subject.format(ref=reference))
@@ -231,10 +258,15 @@ def test_subject_must_name_the_block_reference_only(by_email, tmp_path, subject)
 
 def test_reply_to_changed_to_another_address_is_refused(by_email, tmp_path):
     app, _, raw = by_email
-    for reply_to in ("mallory@evil.example", VISITOR_EMAIL.replace("Jordan", "jordan"),
-                     f"{VISITOR_EMAIL}, mallory@evil.example", "Jordan <mallory@evil.example>"):
-        assert_refused(app, with_headers(raw, Reply_To=reply_to), tmp_path,
-                       "Reply-To header is not the visitor's email address")
+    for reply_to in (
+        "mallory@evil.example",
+        VISITOR_EMAIL.replace("Jordan", "jordan"),
+        f"{VISITOR_EMAIL}, mallory@evil.example",
+        "Jordan <mallory@evil.example>",
+    ):
+        assert_refused(
+            app, with_headers(raw, Reply_To=reply_to), tmp_path, "Reply-To header is not the visitor's email address"
+        )
 
 
 def test_reply_to_removed_when_the_visitor_asked_for_email_is_refused(by_email, tmp_path):
