@@ -27,17 +27,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.cli.add_command(cli.outbox_cli)
     app.cli.add_command(cli.inquiry_cli)
+    app.cli.add_command(cli.alert_cli)
     app.cli.add_command(cli.backup)
     app.cli.add_command(cli.security_headers)
     app.cli.add_command(cli.smime_cli)
 
     if app.config["CONFIG_NAME"] == "production" and not app.config["PROXY_COUNT"]:
         app.logger.warning("FLASK_PROXY_COUNT is 0: client addresses are the proxy's; set it to 1 behind nginx.")
-    if app.config["CONFIG_NAME"] == "development":
-        target = (
-            f"sent to {app.config['MAIL_SERVER']}:{app.config['MAIL_PORT']}"
-            if app.config["MAIL_SERVER"]
-            else f"written to {os.path.join(app.instance_path, 'mail')}, not sent"
-        )
-        app.logger.info("Running in development mode: mail is %s.", target)
     return app

@@ -6,6 +6,7 @@ with one line that says what to fix.
 """
 
 import copy
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -14,17 +15,32 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
+
 HTMX_URL = "https://cdn.jsdelivr.net/npm/htmx.org@2.0.11/dist/htmx.min.js"
 HTMX_INTEGRITY = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
 MIN_KEY_BYTES = 32
 CONFIG_NAMES = ("development", "production", "testing")
+ALERT_FORMATS = ("text", "json", "healthchecks")
+LOCAL_MAIL_SERVERS = ("localhost", "127.0.0.1", "::1")
 
 
-class ConfigError(SystemExit):
-    """A setting is missing or wrong; the message is the one line shown to the operator."""
+class ConfigError(SystemExit, click.ClickException):
+    """A setting is missing or wrong; the message is the one line shown to the operator.
+
+    A SystemExit, so that anything starting the app stops with that line; and a ClickException, so
+    that an operator command (`flask --app app ...`) shows the same line and exits 2, "could not do
+    the job", as the README's exit-status table says.
+    """
+
+    exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(f"Configuration error: {message}")
+        SystemExit.__init__(self, f"Configuration error: {message}")
+        self.message = f"Configuration error: {message}"
+
+    def show(self, file=None) -> None:
+        click.echo(self.message, err=True)
 
 
 def parse_str(name: str, raw: str) -> str:
@@ -213,6 +229,13 @@ SETTINGS = (
     ),
     S("FLASK_MAIL_USE_SSL", parse_bool, False, "Use implicit TLS, usually port 465"),
     S("FLASK_MAIL_USERNAME", parse_str, "", "SMTP login name"),
+    S(
+        "FLASK_MAIL_NO_AUTH",
+        parse_bool,
+        False,
+        "The relay trusts this server's address without a login (production refuses a remote relay with no"
+        " `FLASK_MAIL_USERNAME` unless this says so)",
+    ),
     S("FLASK_MAIL_PASSWORD", parse_str, "", "SMTP password"),
     S("FLASK_MAIL_TIMEOUT", _number(float, 1, 300), 20.0, "Seconds before an SMTP connection or reply times out"),
     S("FLASK_MAIL_CA_FILE", parse_str, "", "CA certificates (PEM) for a private relay; the system's CAs when empty"),
@@ -265,6 +288,20 @@ SETTINGS = (
         _number(int, 1, 10080),
         30,
         "An undelivered inquiry older than this is reported as stuck",
+    ),
+    S(
+        "FLASK_ALERT_URL",
+        parse_url,
+        "",
+        "Where alerts go when inquiries stop reaching the office (an ntfy topic, a chat webhook, a Healthchecks"
+        " check); https required in production, http only on loopback elsewhere; no alerts when empty",
+    ),
+    S(
+        "FLASK_ALERT_FORMAT",
+        parse_choice(*ALERT_FORMATS),
+        "text",
+        '`text` (a plain-text POST, as ntfy takes it), `json` (`{"text": ...}`, as Slack-style webhooks take it)'
+        " or `healthchecks` (a ping to the URL on every healthy check, to `URL/fail` when not)",
     ),
 )
 del S
@@ -346,6 +383,9 @@ def check_common(s: dict) -> None:
         raise ConfigError(f"FLASK_MAIL_CA_FILE names no readable file: {s['MAIL_CA_FILE']!r}")
     if not s["HTMX_INTEGRITY"].startswith(("sha384-", "sha512-")):
         raise ConfigError("FLASK_HTMX_INTEGRITY must be a sha384- or sha512- hash")
+    alert = urlsplit(s["ALERT_URL"])
+    if alert.scheme == "http" and (s["CONFIG_NAME"] == "production" or not _loopback(alert.hostname)):
+        raise ConfigError("FLASK_ALERT_URL must be an https:// address (http only to this machine, outside production)")
     check_smime(s)
 
 
@@ -368,6 +408,15 @@ def check_smime(s: dict) -> None:
             smime.load_office_certificates(s["SMIME_OFFICE_CERT"])
         except smime.SmimeError as error:
             raise ConfigError(f"sealed mode cannot start: {error}") from None
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def check_production(s: dict) -> None:
@@ -396,8 +445,14 @@ def check_production(s: dict) -> None:
     if s["SECRET_KEY"] in keys:
         raise ConfigError("FLASK_INQUIRY_SIGNING_KEYS must differ from FLASK_SECRET_KEY")
     plain = not (s["MAIL_USE_TLS"] or s["MAIL_USE_SSL"])
-    if plain and s["MAIL_SERVER"] not in ("localhost", "127.0.0.1", "::1"):
+    remote = s["MAIL_SERVER"] not in LOCAL_MAIL_SERVERS
+    if plain and remote:
         raise ConfigError("FLASK_MAIL_USE_TLS or FLASK_MAIL_USE_SSL is required for a mail server other than localhost")
+    if remote and not s["MAIL_USERNAME"] and not s["MAIL_NO_AUTH"]:
+        raise ConfigError(
+            "FLASK_MAIL_USERNAME and FLASK_MAIL_PASSWORD are required for a mail server other than localhost"
+            " (or FLASK_MAIL_NO_AUTH=true if the relay trusts this server's address)"
+        )
     if not s["TRUSTED_HOSTS"]:
         s["TRUSTED_HOSTS"] = [urlsplit(s["SITE_URL"]).hostname]
 

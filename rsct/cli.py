@@ -11,10 +11,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import inquiries, mailer, outbox, security, sender, signing, smime, storage
+from . import alerts, inquiries, mailer, outbox, security, sender, signing, smime, storage
 
 outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report on delivery.")
 inquiry_cli = AppGroup("inquiry", help="Read, release, erase and verify inquiries.")
+alert_cli = AppGroup("alert", help="Alerts to the operator that do not depend on mail.")
+EXIT_FAILED = 2  # could not do the job (the README's exit-status table)
+EXIT_STUCK = 4  # inquiries are not reaching the office
 POLL_SECONDS = 2.0
 PURGE_EVERY_SECONDS = 60.0
 
@@ -52,7 +55,7 @@ def outbox_send():
 
 @outbox_cli.command("status")
 def outbox_status():
-    """Counts by state, the oldest undelivered inquiry, recent failures. Exits 2 when something is stuck."""
+    """Counts by state, the oldest undelivered inquiry, recent failures. Exits 4 when something is stuck."""
     config = current_app.config
     report = outbox.status(config["DATABASE"], config["OUTBOX_STUCK_MINUTES"])
     for state in ("pending", "delivered", "failed", "quarantined"):
@@ -73,7 +76,7 @@ def outbox_status():
             f"STUCK: an inquiry has waited more than {config['OUTBOX_STUCK_MINUTES']} minutes, or one failed for good.",
             err=True,
         )
-        sys.exit(2)
+        sys.exit(EXIT_STUCK)
     click.echo("OK")
 
 
@@ -87,6 +90,59 @@ def smime_status(cert: str, key: str, sender: str) -> str:
     if findings:
         return "; ".join(f"{f.level.upper()}: {f.message}" for f in findings)
     return f"ok, expires {signer.certificate.not_valid_after_utc:%Y-%m-%d} ({smime.days_left(signer):.0f} days)"
+
+
+@outbox_cli.command("monitor")
+def outbox_monitor():
+    """Check delivery and alert the operator when it stops and when it recovers (run by the monitor timer).
+
+    Exits 4 while something is stuck, 2 when an alert could not be sent (it is tried again at the next run).
+    """
+    config = current_app.config
+    report, alerted = sender.monitor()
+    click.echo(alerts.outbox_text(alerts.site_name(config["SITE_URL"]), report, config["OUTBOX_STUCK_MINUTES"]))
+    if alerted == "not configured":
+        click.echo("FLASK_ALERT_URL is not set: nobody is alerted, only this exit status tells.", err=True)
+    elif alerted == alerts.FAILED:
+        click.echo("The alert could not be sent; it is tried again at the next run.", err=True)
+    if report["stuck"]:
+        sys.exit(EXIT_STUCK)
+    if alerted == alerts.FAILED:
+        sys.exit(EXIT_FAILED)
+
+
+@outbox_cli.command("test-email")
+def outbox_test_email():
+    """Send the office mailbox a message marked as a test (no visitor data, not an inquiry)."""
+    try:
+        where = mailer.deliver(mailer.test_message(), "test")
+    except (mailer.TransientError, mailer.PermanentError) as error:
+        click.echo(f"The test message could not be sent: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"Test message sent to {current_app.config['INQUIRY_RECIPIENT']} through {where}.")
+
+
+@alert_cli.command("test")
+def alert_test():
+    """Send a test alert to FLASK_ALERT_URL, so the operator sees that alerts reach them.
+
+    In the healthchecks format it pings URL/fail: the check goes down until the next healthy monitor run.
+    """
+    config = current_app.config
+    if not config["ALERT_URL"]:
+        click.echo('FLASK_ALERT_URL is not set; see DEPLOY.md, "Alerts".', err=True)
+        sys.exit(EXIT_FAILED)
+    site = alerts.site_name(config["SITE_URL"])
+    try:
+        alerts.post(
+            config["ALERT_URL"],
+            config["ALERT_FORMAT"],
+            f"{site}: a test alert (`alert test`). If you can read this, alerts reach you.",
+        )
+    except alerts.AlertError as error:
+        click.echo(f"The test alert could not be sent: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"Test alert sent ({config['ALERT_FORMAT']}).")
 
 
 def _when(timestamp) -> str:

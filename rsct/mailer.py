@@ -34,8 +34,18 @@ LABELS = {choice.value: choice.label for choice in (*METHODS, *TIMES, *FOR_WHOM)
 SETUP_CODES = (530, 534, 538)
 
 
+# Words of a 5xx reply to MAIL FROM or RCPT TO that refuses this server, not the message (Postfix, Exim and
+# hosted relays answer so to a client that has not logged in); replies with an enhanced code 5.7.x count too.
+REFUSES_CLIENT = ("client host rejected", "authentication required", "relay access denied", "relaying denied")
+
+
 class TransientError(Exception):
     """Worth trying again later: no connection, a timeout, a 4xx reply, a TLS or login problem."""
+
+
+class SetupError(TransientError):
+    """The relay refuses the site's settings (a login, TLS, a client it does not relay for): retried, and
+    the operator is alerted, since only a change of settings fixes it."""
 
 
 class PermanentError(Exception):
@@ -251,17 +261,26 @@ def deliver(message: Message, name: str) -> str:
             raise
     except smtplib.SMTPResponseException as error:
         reason = f"SMTP {error.smtp_code}: {_text(error.smtp_error)}"
-        permanent = (
-            500 <= error.smtp_code < 600
-            and error.smtp_code not in SETUP_CODES
-            and not isinstance(error, smtplib.SMTPAuthenticationError)
-        )
-        raise (PermanentError if permanent else TransientError)(reason) from error
+        if (
+            isinstance(error, smtplib.SMTPAuthenticationError)
+            or error.smtp_code in SETUP_CODES
+            or (isinstance(error, smtplib.SMTPSenderRefused) and refuses_client(error.smtp_code, error.smtp_error))
+        ):
+            raise SetupError(reason) from error
+        # What is left of 5xx is a refusal of the message itself (after DATA, or of the sender's address).
+        raise (PermanentError if 500 <= error.smtp_code < 600 else TransientError)(reason) from error
     except smtplib.SMTPRecipientsRefused as error:
         codes = [code for code, _ in error.recipients.values()]
         refusals = (f"SMTP {code} {_text(text)}" for code, text in error.recipients.values())
         reason = "recipient refused: " + ", ".join(refusals)
+        if any(refuses_client(code, text) for code, text in error.recipients.values()):
+            raise SetupError(reason) from error
         raise (PermanentError if all(code >= 500 for code in codes) else TransientError)(reason) from error
+    except (smtplib.SMTPNotSupportedError, ssl.SSLError) as error:
+        # No STARTTLS or AUTH offered, a certificate that does not verify, TLS spoken to a plain port: settings.
+        # A connection dropped during the handshake is only a network problem.
+        setup = not isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError))
+        raise (SetupError if setup else TransientError)(f"{error.__class__.__name__}: {_text(str(error))}") from error
     except (smtplib.SMTPException, OSError) as error:  # includes timeouts, refusals, TLS failures
         raise TransientError(f"{error.__class__.__name__}: {_text(str(error))}") from error
     finally:
@@ -279,6 +298,14 @@ def deliver(message: Message, name: str) -> str:
         finally:
             connection.stop_watchdog()
     return f"{current_app.config['MAIL_SERVER']}:{current_app.config['MAIL_PORT']}"
+
+
+def refuses_client(code: int, reply) -> bool:
+    """Whether a reply to MAIL FROM or RCPT TO refuses this server (its login or address), not the message."""
+    text = _text(reply).lower()
+    return code in SETUP_CODES or (
+        500 <= code < 600 and (text.startswith("5.7.") or any(words in text for words in REFUSES_CLIENT))
+    )
 
 
 class VerifiedConnection(Connection):
@@ -384,3 +411,16 @@ def _text(value) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return " ".join(str(value).split())[:200]
+
+
+def test_message() -> Message:
+    """A message to the office mailbox that shows the mail path works: no visitor data, no inquiry."""
+    config = current_app.config
+    message = PlainMessage(
+        subject="Test message from the website (not an inquiry)",
+        recipients=[config["INQUIRY_RECIPIENT"]],
+        sender=config["MAIL_DEFAULT_SENDER"],
+        body=render_template("mail/test.txt", sent=local_time(time.time()), site_url=config["SITE_URL"], office=office),
+    )
+    message.msgId = make_msgid(domain=sender_domain(config["MAIL_DEFAULT_SENDER"]))
+    return message

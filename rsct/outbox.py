@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import storage
-from .mailer import PermanentError, TransientError
+from .mailer import PermanentError, SetupError, TransientError
 
 log = logging.getLogger("rsct.outbox")
 MAX_BACKOFF = 3600.0
@@ -26,6 +26,7 @@ class Outcome:
     delivered: list[str] = field(default_factory=list)
     retrying: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    setup_problem: str | None = None  # the relay refused the site's settings (a login, TLS): see mailer.SetupError
 
 
 def worker_id() -> str:
@@ -85,6 +86,8 @@ def deliver_one(path: str, row, send: Callable, worker: str, outcome: Outcome) -
         outcome.failed.append(reference)
     except Exception as error:  # transient, or a fault of ours: keep it and try again later
         reason = str(error) if isinstance(error, TransientError) else _where(error)
+        if isinstance(error, SetupError):
+            outcome.setup_problem = reason
         delay = backoff(row["attempts"] + 1)
         _finish(path, row, worker, "next_attempt_at = ?, last_error = ?", (time.time() + delay, reason), None)
         log.warning(

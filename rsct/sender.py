@@ -8,14 +8,66 @@ import os
 
 from flask import current_app
 
-from . import mailer, outbox, retention
+from . import alerts, mailer, outbox, retention
+
+RELAY_ALERT_QUIET_SECONDS = 3600  # a relay that keeps changing its mind alerts at most once an hour
+ALERT_RETRY_SECONDS = 300  # the sender loops every few seconds; an alert endpoint that is down is not hammered
 
 
 def deliver_due(worker: str | None = None, should_stop=lambda: False) -> outbox.Outcome:
-    """Deliver every inquiry that is due now to the configured mail server (or files in development)."""
+    """Deliver every inquiry that is due now to the configured mail server (or files in development).
+
+    When the relay refuses the site's settings, the operator is alerted; when it accepts mail again, told so.
+    """
     config = current_app.config
-    return outbox.deliver_due(
+    outcome = outbox.deliver_due(
         config["DATABASE"], mailer.send_inquiry, outbox.lease_seconds(config["MAIL_TIMEOUT"]), worker, should_stop
+    )
+    if outcome.setup_problem or outcome.delivered:
+        watch_relay(outcome.setup_problem)
+    return outcome
+
+
+def watch_relay(problem: str | None) -> str:
+    """Record whether the relay refuses the site's settings, and alert on each change (see alerts.tell)."""
+    config = current_app.config
+    if not config["ALERT_URL"]:
+        return "not configured"  # the sender's log line is all there is
+    text = alerts.relay_text(alerts.site_name(config["SITE_URL"]), problem)
+    return alerts.tell(
+        config["DATABASE"],
+        "relay",
+        bool(problem),
+        lambda: alerts.post(config["ALERT_URL"], config["ALERT_FORMAT"], text, bool(problem)),
+        quiet_seconds=RELAY_ALERT_QUIET_SECONDS,
+        retry_seconds=ALERT_RETRY_SECONDS,
+    )
+
+
+def monitor() -> tuple[dict, str]:
+    """Check delivery once and tell the operator about a change; returns the status report and what happened.
+
+    The text and json formats say each change once (stuck, then recovered); the healthchecks format pings on
+    every run, to URL/fail while stuck or while the relay refuses the site's settings.
+    """
+    config = current_app.config
+    report = outbox.status(config["DATABASE"], config["OUTBOX_STUCK_MINUTES"])
+    text = alerts.outbox_text(alerts.site_name(config["SITE_URL"]), report, config["OUTBOX_STUCK_MINUTES"])
+    if not config["ALERT_URL"]:
+        return report, "not configured"
+    if config["ALERT_FORMAT"] == "healthchecks":
+        problem = report["stuck"] or alerts.has_problem(config["DATABASE"], "relay")
+        try:
+            alerts.post(config["ALERT_URL"], "healthchecks", text, problem)
+        except alerts.AlertError as error:
+            alerts.log.error("The monitor's ping could not be sent (tried again at the next run): %s", error)
+            return report, alerts.FAILED
+        return report, alerts.SENT
+    return report, alerts.tell(
+        config["DATABASE"],
+        "outbox",
+        report["stuck"],
+        lambda: alerts.post(config["ALERT_URL"], config["ALERT_FORMAT"], text, report["stuck"]),
     )
 
 

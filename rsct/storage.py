@@ -56,6 +56,17 @@ MIGRATIONS = (
     """
     ALTER TABLE inquiries ADD COLUMN sealed BLOB;
     """,
+    # 4: what the operator was last told about each watched problem, so a timer does not repeat itself.
+    """
+    CREATE TABLE alerts (
+        topic TEXT PRIMARY KEY,
+        problem INTEGER NOT NULL DEFAULT 0,
+        told_problem INTEGER NOT NULL DEFAULT 0,
+        problem_sent_at REAL,
+        tried_at REAL,
+        last_error TEXT
+    );
+    """,
 )
 
 

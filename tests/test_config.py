@@ -20,6 +20,7 @@ PRODUCTION = {
     "FLASK_SITE_URL": "https://rsct.example.org",
     "FLASK_MAIL_SERVER": "smtp.example.org",
     "FLASK_MAIL_USE_TLS": "true",
+    "FLASK_MAIL_USERNAME": "website@rsct.example.org",
     "FLASK_MAIL_DEFAULT_SENDER": "RSCT website <website@rsct.example.org>",
     "FLASK_INQUIRY_RECIPIENT": "office@rsct.example.org",
     "FLASK_INQUIRY_SIGNING_KEYS": GOOD_KEY,
@@ -95,6 +96,8 @@ def test_production_accepts_complete_settings(tmp_path):
         ({"FLASK_INQUIRY_SIGNING_KEYS": "s" * 40}, "must differ from FLASK_SECRET_KEY"),
         ({"FLASK_MAIL_USE_TLS": "false"}, "FLASK_MAIL_USE_TLS or FLASK_MAIL_USE_SSL is required"),
         ({"FLASK_MAIL_USE_SSL": "true"}, "not both"),
+        ({"FLASK_MAIL_USERNAME": None}, "FLASK_MAIL_USERNAME and FLASK_MAIL_PASSWORD are required"),
+        ({"FLASK_ALERT_URL": "http://127.0.0.1:9/alerts"}, "FLASK_ALERT_URL must be an https:// address"),
     ],
 )
 def test_production_refuses_unsafe_settings(tmp_path, change, words):
@@ -112,6 +115,29 @@ def test_production_allows_plain_smtp_only_to_localhost(tmp_path):
     assert settings["MAIL_SERVER"] == "localhost"
 
 
+def test_production_takes_a_relay_that_trusts_the_server_without_a_login(tmp_path):
+    settings = load(tmp_path, **{**PRODUCTION, "FLASK_MAIL_USERNAME": "", "FLASK_MAIL_NO_AUTH": "true"})
+    assert settings["MAIL_NO_AUTH"] is True and settings["MAIL_USERNAME"] == ""
+
+
+@pytest.mark.parametrize(
+    "url, accepted",
+    [
+        ("http://127.0.0.1:8080/alerts", True),
+        ("http://localhost/alerts", True),
+        ("https://ntfy.sh/rsct-example", True),
+        ("http://ntfy.sh/rsct-example", False),
+        ("ftp://ntfy.sh/rsct-example", False),
+    ],
+)
+def test_alerts_go_over_https_or_to_this_machine_outside_production(tmp_path, url, accepted):
+    if accepted:
+        assert load(tmp_path, FLASK_ALERT_URL=url)["ALERT_URL"] == url
+    else:
+        with pytest.raises(config.ConfigError, match="FLASK_ALERT_URL must be"):
+            load(tmp_path, FLASK_ALERT_URL=url)
+
+
 def test_development_needs_no_settings_and_keeps_its_secret(tmp_path):
     first = load(tmp_path)
     second = load(tmp_path)
@@ -122,11 +148,12 @@ def test_development_needs_no_settings_and_keeps_its_secret(tmp_path):
     assert mode == 0o600
 
 
-def test_development_logs_one_line_saying_so(tmp_path, monkeypatch, caplog):
+def test_operator_commands_do_not_repeat_the_development_notice(tmp_path, monkeypatch, caplog):
+    """`make run` says once that this is development; every other command keeps quiet about it."""
     monkeypatch.setenv("FLASK_INSTANCE_PATH", str(tmp_path / "instance"))
     with caplog.at_level("INFO"):
         create_app()
-    assert [r.message for r in caplog.records if "development mode" in r.message] != []
+    assert [r.message for r in caplog.records if "development mode" in r.message] == []
 
 
 def test_readme_settings_table_is_the_one_config_makes():
@@ -144,7 +171,7 @@ def test_each_setting_is_declared_once():
     assert fixed & {s.key for s in config.SETTINGS} <= {"MIN_FILL_SECONDS"}  # testing posts at once
 
 
-def test_a_bad_setting_stops_the_flask_command_with_one_line(tmp_path):
+def test_a_bad_setting_stops_the_flask_command_with_one_line_and_status_2(tmp_path):
     env = {**os.environ, "FLASK_MAIL_PORT": "many", "FLASK_INSTANCE_PATH": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "routes"],
@@ -154,7 +181,7 @@ def test_a_bad_setting_stops_the_flask_command_with_one_line(tmp_path):
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert result.returncode == 2  # "could not do the job", never 4 ("stuck") or 1
+    assert result.stderr.strip().splitlines() == [
         "Configuration error: FLASK_MAIL_PORT must be a number from 1 to 65535, not 'many'"
-    )
+    ]

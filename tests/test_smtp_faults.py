@@ -211,7 +211,7 @@ def test_550_fails_for_good_and_is_reported_until_released(make_app):
 
         runner = app.test_cli_runner()
         status = runner.invoke(args=["outbox", "status"])
-        assert status.exit_code == 2, status.output
+        assert status.exit_code == 4, status.output
         assert "failed: 1" in status.output and reference in status.output
         assert app.test_client().get("/healthz/mail").status_code == 503
 
