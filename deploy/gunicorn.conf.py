@@ -5,6 +5,7 @@ Start: gunicorn -c deploy/gunicorn.conf.py "app:create_app()"
 
 import multiprocessing
 import os
+import sys
 
 bind = os.environ.get("RSCT_BIND", "127.0.0.1:8000")
 # Two workers per core plus one, capped: the app is small and waits mostly on SQLite's fsync.
@@ -27,3 +28,19 @@ loglevel = "info"
 control_socket_disable = True
 # Private files: the database, its WAL and mail are created owner-only.
 umask = 0o077
+
+
+def on_starting(server):
+    """Check the settings once, in the master, before any worker starts.
+
+    A mistake stops gunicorn at once with the one-line error and status 3, which the unit does not restart
+    (RestartPreventExitStatus=3), so systemd shows it failed. Otherwise each worker would exit with the
+    error and the master would boot another, for ever.
+    """
+    import config
+
+    try:
+        config.load(os.environ, os.path.abspath("instance"))
+    except config.ConfigError as error:
+        print(error.message, file=sys.stderr, flush=True)
+        sys.exit(3)

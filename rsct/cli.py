@@ -366,3 +366,23 @@ def smime_new_office_identity(folder, address, ca_cert, ca_key, password):
         f" without it sealed inquiries cannot be read) and {cert} (copy this one to the server and set"
         " FLASK_SMIME_OFFICE_CERT to it)."
     )
+
+
+@alert_cli.command("failed")
+@click.argument("unit")
+def alert_failed(unit):
+    """Tell the operator that a service failed (run by systemd's rsct-alert@ unit)."""
+    config = current_app.config
+    if not config["ALERT_URL"]:
+        click.echo("FLASK_ALERT_URL is not set: the journal line is the only alert.", err=True)
+        sys.exit(EXIT_FAILED)
+    text = (
+        f"{alerts.site_name(config['SITE_URL'])}: {unit} failed on the server. Inquiries may not be reaching"
+        f" the office; `journalctl -u {unit}` shows why."
+    )
+    try:
+        alerts.post(config["ALERT_URL"], config["ALERT_FORMAT"], text)
+    except alerts.AlertError as error:
+        click.echo(f"The alert could not be sent: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo("Alert sent.")

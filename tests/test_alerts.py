@@ -327,3 +327,11 @@ def test_test_email_that_the_relay_refuses_exits_2(make_app):
         result = app.test_cli_runner().invoke(args=["outbox", "test-email"])
     assert result.exit_code == 2
     assert "Client host rejected" in result.output
+
+
+def test_a_failed_service_is_named_in_an_alert(make_app, receiver):
+    """systemd's rsct-alert@ unit runs this when the web server, the sender or a timer's job fails."""
+    app = make_app(ALERT_URL=receiver.url)
+    result = app.test_cli_runner().invoke(args=["alert", "failed", "rsct-sender.service"])
+    assert result.exit_code == 0, result.output
+    assert "rsct-sender.service failed on the server" in receiver.bodies()[0]
