@@ -87,14 +87,15 @@ def check(field):
     """Return only the message for one field (and, for the contact method, its two dependants)."""
     contact_form = ContactForm(meta={"csrf": False})
     contact_form.validate()
+    status = 422 if contact_form.non_text else 200
     messages = {name: _first_error(contact_form, name) for name in ("phone", "email")}
     if field == "contact_method":
         # Only re-check a field the visitor has filled in: an empty one is not wrong yet.
         dependants = {name: msg if request.form.get(name, "").strip() else "" for name, msg in messages.items()}
         return render_template(
             "_field_messages.html", message=_first_error(contact_form, field), out_of_band=dependants
-        )
-    return render_template("_field_messages.html", message=messages[field], out_of_band={})
+        ), status
+    return render_template("_field_messages.html", message=messages[field], out_of_band={}), status
 
 
 @bp.errorhandler(storage.StorageError)

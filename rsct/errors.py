@@ -18,7 +18,9 @@ def http_error(error: HTTPException):
             f"Bad request. To reach {office.NAME}, call {office.PHONE}.\n", status=error.code, mimetype="text/plain"
         )
     template = {404: "404.html", 405: "404.html", 413: "413.html"}.get(error.code, "error.html")
-    return render_template(template, error=error), error.code
+    # Keep what the exception says about itself (405's Allow, 429's Retry-After), not its content type.
+    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+    return render_template(template, error=error), error.code, headers
 
 
 @bp.app_errorhandler(500)

@@ -4,6 +4,7 @@ import unicodedata
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from flask import request
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, StringField, TextAreaField
 from wtforms.fields import EmailField, TelField
@@ -84,8 +85,28 @@ YES_NO = [SelectChoice("no", "No"), SelectChoice("yes", "Yes")]
 FOR_WHOM = [SelectChoice("self", "Myself"), SelectChoice("other", "Someone I care about")]
 
 
+def non_text_fields() -> dict[str, str]:
+    """Names sent as something a browser's form never sends: a file, or the same field twice.
+
+    Each maps to the message shown beside it; the form is answered with 422 like any other mistake.
+    """
+    odd = {name: "Please type your answer here as plain text." for name in request.files}
+    for name, values in request.form.lists():
+        if len(values) > 1:
+            odd.setdefault(name, "Please give one answer here.")
+    return odd
+
+
 class ContactForm(FlaskForm):
     """Everything a visitor may tell us; only a name and one way to reach them are needed."""
+
+    class Meta:
+        def wrap_formdata(self, form, formdata):
+            """Text parts only: a file part is no answer, and would reach the validators as an object."""
+            wrapped = super().wrap_formdata(form, formdata)
+            return request.form if wrapped is not None and request.files else wrapped
+
+    non_text: dict[str, str] = {}
 
     name = StringField(
         "Name",
@@ -133,6 +154,20 @@ class ContactForm(FlaskForm):
     website = StringField("Leave this field empty", filters=[clean_text, clip])
     form_token = HiddenField(filters=[clip])
     cookie_check = HiddenField(filters=[clip])
+
+    def validate(self, extra_validators=None) -> bool:
+        """The usual checks, and none of the fields may hold a file or come twice (see non_text_fields)."""
+        valid = super().validate(extra_validators)
+        self.non_text = non_text_fields()
+        for name, message in self.non_text.items():
+            field = self._fields.get(name)
+            if field is not None and field.type not in ("HiddenField", "CSRFTokenField") and name != "website":
+                field.errors = [message]
+            else:  # robots' fields: a line of its own in the summary, no link
+                self.form_errors.append(
+                    "The form arrived in a way we could not read. Please check it and send it again."
+                )
+        return valid and not self.non_text
 
     def validate_phone(self, field):
         """Need a phone number for a call or a text; accept any number phonenumbers finds valid."""
