@@ -5,13 +5,12 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint format browser htmx-self-host clean
 
-## make run: set up and start the site and the mail sender with embedded defaults.
+PORT ?= 5000
+
+## make run: set up and start the site and the mail sender with embedded defaults (PORT=5001 make run moves it).
+## rsct/devserver.py runs both and stops both cleanly on Ctrl-C or SIGTERM.
 run: $(VENV)/.runtime
-	@echo "The site is at http://127.0.0.1:5000 . Mail is written under instance/mail/. Ctrl-C stops both."
-	@trap 'kill 0' INT TERM; \
-	  $(BIN)/flask --app app outbox run & \
-	  $(BIN)/flask --app app run; \
-	  kill 0
+	@PORT=$(PORT) exec $(BIN)/python -m rsct.devserver
 
 ## make test: set up and run the whole test suite, real browser included.
 test: $(VENV)/.dev node_modules/.installed browser lint

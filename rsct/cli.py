@@ -100,7 +100,10 @@ def outbox_monitor():
     """
     config = current_app.config
     report, alerted = sender.monitor()
-    click.echo(alerts.outbox_text(alerts.site_name(config["SITE_URL"]), report, config["OUTBOX_STUCK_MINUTES"]))
+    if report["stuck"]:
+        click.echo(alerts.outbox_text(alerts.site_name(config["SITE_URL"]), report, config["OUTBOX_STUCK_MINUTES"]))
+    else:
+        click.echo(f"OK: no inquiry has waited longer than {config['OUTBOX_STUCK_MINUTES']} minutes.")
     if alerted == "not configured":
         click.echo("FLASK_ALERT_URL is not set: nobody is alerted, only this exit status tells.", err=True)
     elif alerted == alerts.FAILED:
