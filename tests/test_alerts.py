@@ -335,3 +335,13 @@ def test_a_failed_service_is_named_in_an_alert(make_app, receiver):
     result = app.test_cli_runner().invoke(args=["alert", "failed", "rsct-sender.service"])
     assert result.exit_code == 0, result.output
     assert "rsct-sender.service failed on the server" in receiver.bodies()[0]
+
+
+def test_a_relay_that_offers_no_starttls_is_a_setting_to_fix(make_app, receiver):
+    with running_smtp(Inbox()) as port:
+        app = make_app(**smtp_settings(port), MAIL_USE_TLS=True, ALERT_URL=receiver.url)
+        reference = store(app)
+        outcome = deliver(app)
+    assert outcome.retrying == [reference]
+    assert "STARTTLS" in outcome.setup_problem
+    assert len(receiver.requests) == 1 and "refused the site's mail settings" in receiver.bodies()[0]
