@@ -26,6 +26,16 @@ class AlertError(Exception):
     """The alert could not be handed over: no connection, a timeout, or an error status."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is reported as an error: it could lead from https to http, or somewhere else entirely."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
 def post(url: str, fmt: str, text: str, problem: bool = True, timeout: float = TIMEOUT_SECONDS) -> None:
     """Send one alert. `text` and `healthchecks` POST the text itself, `json` posts {"text": ...};
     `healthchecks` goes to URL when all is well and to URL/fail when not (the text becomes the ping's log)."""
@@ -40,7 +50,7 @@ def post(url: str, fmt: str, text: str, problem: bool = True, timeout: float = T
     )
     host = urlsplit(url).netloc
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener.open(request, timeout=timeout) as response:
             response.read(4096)
     except urllib.error.HTTPError as error:
         error.close()  # it holds the connection open

@@ -73,7 +73,11 @@ def monitor() -> tuple[dict, str]:
 
 def send_digest() -> int:
     """Send the digest of held and refused requests; returns how many it listed."""
-    return outbox.send_digest(current_app.config["DATABASE"], mailer.send_digest)
+    try:
+        return outbox.send_digest(current_app.config["DATABASE"], mailer.send_digest)
+    except mailer.SetupError as error:
+        watch_relay(str(error))  # the digest may be the only mail that day: the operator still hears of it
+        raise
 
 
 def apply_retention() -> list[str]:

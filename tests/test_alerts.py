@@ -345,3 +345,35 @@ def test_a_relay_that_offers_no_starttls_is_a_setting_to_fix(make_app, receiver)
     assert outcome.retrying == [reference]
     assert "STARTTLS" in outcome.setup_problem
     assert len(receiver.requests) == 1 and "refused the site's mail settings" in receiver.bodies()[0]
+
+
+class SenderPolicyInbox(Inbox):
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        return "554 5.7.1 <website@rsct.example.org>: Relay access denied"
+
+
+def test_a_relay_refusing_the_sender_address_to_this_server_is_a_setting_to_fix(make_app, receiver):
+    with running_smtp(SenderPolicyInbox()) as port:
+        app = make_app(**smtp_settings(port), ALERT_URL=receiver.url)
+        reference = store(app)
+        outcome = deliver(app)
+    assert outcome.retrying == [reference] and "Relay access denied" in outcome.setup_problem
+    assert inquiries.find(app.config["DATABASE"], reference)["state"] == "pending"
+    assert len(receiver.requests) == 1
+
+
+def test_a_redirect_is_not_followed_but_reported(make_app, receiver):
+    receiver.status = 301
+    result = make_app(ALERT_URL=receiver.url).test_cli_runner().invoke(args=["alert", "test"])
+    assert result.exit_code == 2 and "HTTP 301" in result.output
+    assert len(receiver.requests) == 1
+
+
+def test_a_digest_the_relay_refuses_for_its_settings_alerts_too(make_app, receiver):
+    with running_smtp(PolicyInbox()) as port:
+        app = make_app(**smtp_settings(port), ALERT_URL=receiver.url)
+        inquiries.store(app.config["DATABASE"], "token-held", FIELDS, quarantine_reason="honeypot field filled")
+        result = app.test_cli_runner().invoke(args=["inquiry", "digest"])
+    assert result.exit_code != 0 and "Client host rejected" in result.output
+    assert len(receiver.requests) == 1 and "refused the site's mail settings" in receiver.bodies()[0]
+    assert_no_visitor_data(receiver.bodies(), [])
