@@ -1,6 +1,7 @@
 """Someone is told when leads stop: alerts over HTTP to a real local receiver, never through the mail relay."""
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -15,7 +16,7 @@ from rsct import alerts, inquiries, sender
 FIELDS = {
     "name": "Jordan Qzxname Rivers",
     "contact_method": "call",
-    "phone": "(203) 555-0147",
+    "phone": "203-555-0147",
     "email": "",
     "best_time": "morning",
     "leave_message": "no",
@@ -84,9 +85,14 @@ class PolicyInbox(Inbox):
         return "250 OK"
 
 
-def store(app, message="I would like to talk about Qzxnote options.") -> str:
-    fields = dict(FIELDS, message=message)
-    return inquiries.store(app.config["DATABASE"], f"token-{time.time_ns()}", fields).reference
+def store(app, **changes) -> str:
+    """Send the call-back form as a plain browser would; returns the stored inquiry's reference."""
+    client = app.test_client()
+    page = client.get("/contact")
+    token = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    response = client.post("/contact", data=dict(FIELDS, form_token=token, **changes))
+    assert response.status_code == 303, response.text[:500]
+    return inquiries.recent(app.config["DATABASE"], 1)[0]["reference"]
 
 
 @contextmanager
@@ -372,7 +378,7 @@ def test_a_redirect_is_not_followed_but_reported(make_app, receiver):
 def test_a_digest_the_relay_refuses_for_its_settings_alerts_too(make_app, receiver):
     with running_smtp(PolicyInbox()) as port:
         app = make_app(**smtp_settings(port), ALERT_URL=receiver.url)
-        inquiries.store(app.config["DATABASE"], "token-held", FIELDS, quarantine_reason="honeypot field filled")
+        store(app, website="https://spam.example")  # the honeypot: held for the digest
         result = app.test_cli_runner().invoke(args=["inquiry", "digest"])
     assert result.exit_code != 0 and "Client host rejected" in result.output
     assert len(receiver.requests) == 1 and "refused the site's mail settings" in receiver.bodies()[0]
