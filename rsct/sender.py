@@ -56,9 +56,13 @@ def monitor() -> tuple[dict, str]:
     if not config["ALERT_URL"]:
         return report, "not configured"
     if config["ALERT_FORMAT"] == "healthchecks":
-        problem = report["stuck"] or alerts.has_problem(config["DATABASE"], "relay")
+        relay_problem = alerts.has_problem(config["DATABASE"], "relay")
+        if relay_problem and not report["stuck"]:
+            text = alerts.relay_text(alerts.site_name(config["SITE_URL"]), "see `journalctl -u rsct-sender`")
+        elif not report["stuck"]:
+            text = f"OK: no inquiry has waited longer than {config['OUTBOX_STUCK_MINUTES']} minutes."
         try:
-            alerts.post(config["ALERT_URL"], "healthchecks", text, problem)
+            alerts.post(config["ALERT_URL"], "healthchecks", text, report["stuck"] or relay_problem)
         except alerts.AlertError as error:
             alerts.log.error("The monitor's ping could not be sent (tried again at the next run): %s", error)
             return report, alerts.FAILED

@@ -274,6 +274,16 @@ def test_healthchecks_hears_from_every_run_and_fail_while_stuck(make_app, receiv
     assert "1 waiting" in receiver.bodies()[2]
 
 
+def test_healthchecks_hears_fail_while_the_relay_refuses_the_sites_settings(make_app, receiver):
+    with running_smtp(PolicyInbox()) as port:
+        app = make_app(**smtp_settings(port), ALERT_URL=receiver.url + "/ping/0c3f", ALERT_FORMAT="healthchecks")
+        store(app)
+        deliver(app)  # the sender pings URL/fail at once
+        assert monitor(app).exit_code == 0  # not stuck yet: the timer's exit status says so
+    assert [r["path"] for r in receiver.requests] == ["/ping/0c3f/fail", "/ping/0c3f/fail"]
+    assert "refused the site's mail settings" in receiver.bodies()[1]
+
+
 def test_without_an_alert_url_the_monitor_says_so_and_still_exits_stuck(make_app):
     app = make_app(OUTBOX_STUCK_MINUTES=30)
     store(app)
