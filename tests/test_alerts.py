@@ -1,28 +1,17 @@
 """Someone is told when leads stop: alerts over HTTP to a real local receiver, never through the mail relay."""
 
 import json
-import re
-import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from rsct import alerts, inquiries
+
+from helpers import Visitor, db, deliver
 from smtp_servers import RECIPIENT_ADDRESS, Inbox, running_smtp, smtp_settings
 
-from rsct import alerts, inquiries, sender
-
-FIELDS = {
-    "name": "Jordan Qzxname Rivers",
-    "contact_method": "call",
-    "phone": "203-555-0147",
-    "email": "",
-    "best_time": "morning",
-    "leave_message": "no",
-    "for_whom": "self",
-    "message": "I would like to talk about Qzxnote options.",
-}
 CLIENT_REJECTED = "554 5.7.1 <office@rsct.example.org>: Client host rejected: Access denied"
 
 
@@ -87,33 +76,15 @@ class PolicyInbox(Inbox):
 
 def store(app, **changes) -> str:
     """Send the call-back form as a plain browser would; returns the stored inquiry's reference."""
-    client = app.test_client()
-    page = client.get("/contact")
-    token = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page.text).group(1)
-    response = client.post("/contact", data=dict(FIELDS, form_token=token, **changes))
+    response = Visitor(app.test_client()).submit(**changes)
     assert response.status_code == 303, response.text[:500]
     return inquiries.recent(app.config["DATABASE"], 1)[0]["reference"]
 
 
-@contextmanager
-def database(app):
-    connection = sqlite3.connect(app.config["DATABASE"], isolation_level=None, timeout=10)
-    connection.row_factory = sqlite3.Row
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
 def make_due(app):
     """Skip the back-off: the next delivery run tries every waiting inquiry."""
-    with database(app) as db:
-        db.execute("UPDATE outbox SET next_attempt_at = 0")
-
-
-def deliver(app):
-    with app.app_context():
-        return sender.deliver_due()
+    with db(app) as connection:
+        connection.execute("UPDATE outbox SET next_attempt_at = 0")
 
 
 def assert_no_visitor_data(texts, references):
@@ -194,8 +165,8 @@ def monitor(app):
 
 
 def age_everything(app, minutes):
-    with database(app) as db:
-        db.execute("UPDATE inquiries SET submitted_at = ?", (time.time() - minutes * 60,))
+    with db(app) as connection:
+        connection.execute("UPDATE inquiries SET submitted_at = ?", (time.time() - minutes * 60,))
 
 
 def test_the_monitor_alerts_once_when_inquiries_are_stuck_and_once_when_they_recover(make_app, receiver):
@@ -225,9 +196,9 @@ def test_the_monitor_alerts_once_when_inquiries_are_stuck_and_once_when_they_rec
 def test_the_monitor_reports_an_inquiry_the_relay_refused_for_good(make_app, receiver):
     app = make_app(ALERT_URL=receiver.url)
     store(app)
-    with database(app) as db:
-        db.execute("UPDATE inquiries SET state = 'failed'")
-        db.execute("UPDATE outbox SET failed_at = ?, last_error = 'SMTP 550: no such user'", (time.time(),))
+    with db(app) as connection:
+        connection.execute("UPDATE inquiries SET state = 'failed'")
+        connection.execute("UPDATE outbox SET failed_at = ?, last_error = 'SMTP 550: no such user'", (time.time(),))
     assert monitor(app).exit_code == 4
     assert "1 refused by the mail server" in receiver.bodies()[0]
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, require_tool
+from helpers import ROOT, require_tool
 
 BAD_SETTING = "Configuration error: FLASK_RATE_LIMIT_COUNT must be a number from 1 to 10000, not '100000000'"
 

@@ -13,7 +13,8 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT, require_tool
+
+from helpers import ROOT, require_tool
 from smtp_servers import free_port
 
 VENV = ROOT / ".venv"
