@@ -8,7 +8,7 @@ import os
 
 from flask import current_app
 
-from . import alerts, mailer, outbox, retention
+from . import alerts, mailer, outbox, retention, smime
 
 RELAY_ALERT_QUIET_SECONDS = 3600  # a relay that keeps changing its mind alerts at most once an hour
 ALERT_RETRY_SECONDS = 300  # the sender loops every few seconds; an alert endpoint that is down is not hammered
@@ -61,17 +61,58 @@ def monitor() -> tuple[dict, str]:
             text = alerts.relay_text(alerts.site_name(config["SITE_URL"]), "see `journalctl -u rsct-sender`")
         elif not report["stuck"]:
             text = f"OK: no inquiry has waited longer than {config['OUTBOX_STUCK_MINUTES']} minutes."
+        unusable = [  # an expired or broken S/MIME certificate keeps the check down; an expiring one does not
+            f.message
+            for f in (
+                smime.signer_findings(
+                    config["SMIME_SIGNER_CERT"], config["SMIME_SIGNER_KEY"], config["MAIL_DEFAULT_SENDER"]
+                )
+                if config["SMIME_SIGNER_CERT"]
+                else []
+            )
+            if f.level == "error"
+        ]
+        if unusable and not (report["stuck"] or relay_problem):
+            text = f"{alerts.site_name(config['SITE_URL'])}: the S/MIME certificate cannot sign: {'; '.join(unusable)}."
         try:
-            alerts.post(config["ALERT_URL"], "healthchecks", text, report["stuck"] or relay_problem)
+            alerts.post(config["ALERT_URL"], "healthchecks", text, report["stuck"] or relay_problem or bool(unusable))
         except alerts.AlertError as error:
             alerts.log.error("The monitor's ping could not be sent (tried again at the next run): %s", error)
             return report, alerts.FAILED
         return report, alerts.SENT
-    return report, alerts.tell(
+    told = alerts.tell(
         config["DATABASE"],
         "outbox",
         report["stuck"],
         lambda: alerts.post(config["ALERT_URL"], config["ALERT_FORMAT"], text, report["stuck"]),
+    )
+    certificate = watch_certificate()
+    return report, alerts.FAILED if alerts.FAILED in (told, certificate) else told
+
+
+def watch_certificate() -> str | None:
+    """Alert once when the S/MIME signer certificate expires within 30 days, has expired or cannot be used,
+    and once when it is fine again. Leads keep flowing meanwhile: the signature is what suffers."""
+    config = current_app.config
+    if not config["SMIME_SIGNER_CERT"] or not config["ALERT_URL"]:
+        return None
+    findings = smime.signer_findings(
+        config["SMIME_SIGNER_CERT"], config["SMIME_SIGNER_KEY"], config["MAIL_DEFAULT_SENDER"]
+    )
+    site = alerts.site_name(config["SITE_URL"])
+    if findings:
+        text = (
+            f"{site}: the S/MIME certificate that signs the office's emails needs attention: "
+            + "; ".join(f.message for f in findings)
+            + ". Renew it (see DEPLOY.md, S/MIME); inquiries still flow."
+        )
+    else:
+        text = f"{site}: the S/MIME certificate is fine again."
+    return alerts.tell(
+        config["DATABASE"],
+        "smime",
+        bool(findings),
+        lambda: alerts.post(config["ALERT_URL"], config["ALERT_FORMAT"], text, bool(findings)),
     )
 
 

@@ -111,6 +111,15 @@ def certificate_addresses(cert: x509.Certificate) -> set[str]:
     return addresses
 
 
+def signer_findings(cert_path: str, key_path: str, sender: str) -> list[Finding]:
+    """check() for the configured files, with files that cannot be loaded as one error."""
+    try:
+        signer = load_signer(cert_path, key_path)
+    except SmimeError as error:
+        return [Finding("error", str(error))]
+    return check(signer, sender)
+
+
 def days_left(signer: Signer, now: datetime.datetime | None = None) -> float:
     now = now or datetime.datetime.now(datetime.UTC)
     return (signer.certificate.not_valid_after_utc - now).total_seconds() / 86400

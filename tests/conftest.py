@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 
-from helpers import ROOT, Visitor, new_context, require_tool
+from helpers import ROOT, Receiver, Visitor, new_context, require_tool
 from smtp_servers import Inbox, running_smtp, smtp_settings
 
 VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
@@ -175,3 +175,15 @@ def html_errors(tmp_path_factory):
         ]
 
     return check
+
+
+@pytest.fixture
+def receiver():
+    """An alert endpoint on 127.0.0.1 that keeps every request (helpers.Receiver)."""
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)

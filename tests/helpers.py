@@ -13,10 +13,12 @@ import os
 import pathlib
 import re
 import sqlite3
+import threading
 import time
 from contextlib import closing, contextmanager
 from email import policy
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -347,3 +349,40 @@ def new_context(browser, htmx_url: str, **options):
     ctx.on("requestfailed", lambda request: ctx.problems.append(f"failed request: {request.url} {request.failure}"))
     ctx.on("weberror", lambda error: ctx.problems.append(f"page error: {error.error}"))
     return ctx
+
+
+# --- an alert receiver -----------------------------------------------------------------------------
+
+
+class Receiver(ThreadingHTTPServer):
+    """An alert endpoint on 127.0.0.1: keeps every request as it arrived and answers `status`."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.status = 200
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+    def bodies(self) -> list[str]:
+        with self.lock:
+            return [r["body"].decode() for r in self.requests]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.requests.append(
+                {"method": "POST", "path": self.path, "type": self.headers.get("Content-Type"), "body": body}
+            )
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args):
+        pass

@@ -1,9 +1,7 @@
 """Someone is told when leads stop: alerts over HTTP to a real local receiver, never through the mail relay."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,51 +11,6 @@ from helpers import Visitor, db, deliver
 from smtp_servers import RECIPIENT_ADDRESS, Inbox, running_smtp, smtp_settings
 
 CLIENT_REJECTED = "554 5.7.1 <office@rsct.example.org>: Client host rejected: Access denied"
-
-
-class Receiver(ThreadingHTTPServer):
-    """An alert endpoint on 127.0.0.1: keeps every request as it arrived and answers `status`."""
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.status = 200
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}"
-
-    def bodies(self) -> list[str]:
-        with self.lock:
-            return [r["body"].decode() for r in self.requests]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with self.server.lock:
-            self.server.requests.append(
-                {"method": "POST", "path": self.path, "type": self.headers.get("Content-Type"), "body": body}
-            )
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"OK")
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
 
 class PolicyInbox(Inbox):

@@ -278,3 +278,36 @@ def test_outbox_status_reports_the_certificate(make_app, pki, tmp_path):
     app = make_app(MAIL_DEFAULT_SENDER=SENDER, SMIME_SIGNER_CERT=str(cert), SMIME_SIGNER_KEY=str(key))
     result = app.test_cli_runner().invoke(args=["outbox", "status"])
     assert "S/MIME signer: WARNING: the certificate expires on" in result.output
+
+
+def test_the_monitor_alerts_once_when_the_certificate_expires_soon_and_once_when_it_is_renewed(
+    make_app, pki, tmp_path, receiver
+):
+    soon, soon_key = make_cert(tmp_path / "soon", pki, days=5)
+    settings = {"MAIL_DEFAULT_SENDER": SENDER, "ALERT_URL": receiver.url, "ALERT_FORMAT": "json"}
+    app = make_app(SMIME_SIGNER_CERT=str(soon), SMIME_SIGNER_KEY=str(soon_key), **settings)
+    for _ in range(3):  # the timer runs every few minutes: one alert
+        result = app.test_cli_runner().invoke(args=["outbox", "monitor"])
+        assert result.exit_code == 0, result.output  # leads still flow: not "stuck"
+    assert len(receiver.requests) == 1
+    assert "S/MIME certificate that signs the office's emails needs attention" in receiver.bodies()[0]
+    assert "expires on" in receiver.bodies()[0]
+
+    renewed, renewed_key = make_cert(tmp_path / "renewed", pki, days=365)
+    app = make_app(SMIME_SIGNER_CERT=str(renewed), SMIME_SIGNER_KEY=str(renewed_key), **settings)
+    assert app.test_cli_runner().invoke(args=["outbox", "monitor"]).exit_code == 0
+    assert len(receiver.requests) == 2 and "fine again" in receiver.bodies()[1]
+
+
+def test_healthchecks_stays_down_while_the_certificate_cannot_sign(make_app, pki, tmp_path, receiver):
+    expired, key = make_cert(tmp_path / "expired", pki, days=-1, start_days=-30)
+    app = make_app(
+        MAIL_DEFAULT_SENDER=SENDER,
+        SMIME_SIGNER_CERT=str(expired),
+        SMIME_SIGNER_KEY=str(key),
+        ALERT_URL=receiver.url,
+        ALERT_FORMAT="healthchecks",
+    )
+    app.test_cli_runner().invoke(args=["outbox", "monitor"])
+    assert [r["path"] for r in receiver.requests] == ["/fail"]
+    assert "expired" in receiver.bodies()[0]
