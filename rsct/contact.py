@@ -2,10 +2,11 @@
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, make_response, redirect, render_template, request, session, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -15,6 +16,9 @@ from .htmx import is_htmx, notice_response
 
 bp = Blueprint("contact", __name__)
 FORM_TOKEN_SALT = "rsct.contact-form-token"
+THANKS_SECONDS = 600  # how long a reload of /contact/thanks still shows the confirmation
+METHOD_NEEDS = {"call": "phone", "text": "phone", "email": "email"}
+HIDDEN = "\u00b7"  # a middle dot stands for each hidden character: (203) ···-0147
 
 
 @bp.after_request
@@ -29,6 +33,7 @@ def form():
     """Show the office's contact details and an empty call-back form."""
     contact_form = ContactForm(formdata=None, form_token=_token_serializer().dumps(secrets.token_hex(16)))
     session.setdefault("browser", secrets.token_hex(16))
+    session.pop("thanks", None)  # a new form forgets the last confirmation
     return render_template("contact.html", form=contact_form)
 
 
@@ -68,18 +73,90 @@ def submit():
         )
     if stored.created:
         current_app.logger.info("Inquiry %s stored", stored.reference)
-    thanks = {"reference": stored.reference, "method": contact_form.contact_method.data}
+    thanks = confirmation(stored.reference, fields)
+    session["thanks"] = remembered(thanks, time.time() + THANKS_SECONDS)
     if is_htmx():
-        return render_template("_confirmation.html", **thanks)
-    session["thanks"] = thanks
+        response = make_response(render_template("_confirmation.html", thanks=thanks))
+        # The address bar shows /contact/thanks, as after a plain browser's redirect: a reload shows the
+        # confirmation again instead of an empty form that invites a second request.
+        response.headers["HX-Push-Url"] = url_for("contact.thanks")
+        return response
+    session["thanks"]["full_once"] = True  # the page after the redirect may show the full contact once
     return redirect(url_for("contact.thanks"), 303)
 
 
 @bp.get("/contact/thanks")
 def thanks():
-    """Confirm a request sent without JavaScript; the reference comes from the session, not the URL."""
-    # Shown once: on a shared computer the next person should not see it.
-    return render_template("thanks.html", thanks=session.pop("thanks", None))
+    """Confirm a request again for ten minutes in this browser session; the contact is partly hidden."""
+    note = session.get("thanks")
+    if not note or note.get("until", 0) < time.time():
+        session.pop("thanks", None)  # on a shared computer the next person should not see it
+        return render_template("thanks.html", thanks=None)
+    shown = {**note, "masked": True}
+    if note.get("full_once"):
+        session["thanks"] = {key: value for key, value in note.items() if key != "full_once"}
+        shown = _full_confirmation(note) or shown
+    return render_template("thanks.html", thanks=shown)
+
+
+def confirmation(reference: str, fields: dict) -> dict:
+    """What the confirmation repeats of a request just sent: the way back in full, so a typo can be caught."""
+    method = fields.get("contact_method")
+    needed = METHOD_NEEDS.get(method, "phone")
+    other = "email" if needed == "phone" else "phone"
+    return {
+        "reference": reference,
+        "method": method,
+        "contact": fields.get(needed) or "",
+        "also": fields.get(other) or "",
+        "best_time": fields.get("best_time"),
+        "leave_message": fields.get("leave_message") or "no",
+        "masked": False,
+    }
+
+
+def remembered(thanks: dict, until: float) -> dict:
+    """What the session keeps for a reload: the session cookie is signed, not encrypted, so nothing more."""
+    contact = thanks["contact"]
+    masked = mask_email(contact) if thanks["method"] == "email" else mask_phone(contact)
+    return {
+        "reference": thanks["reference"],
+        "method": thanks["method"],
+        "contact": masked,
+        "leave_message": thanks["leave_message"],
+        "until": int(until),
+    }
+
+
+def mask_phone(number: str) -> str:
+    """(203) 555-0147 becomes (203) ···-0147: the first three and the last four digits stay."""
+    main, ext, rest = number.partition(" ext. ")
+    digits = sum(char.isdigit() for char in main)
+    seen = 0
+
+    def hide(match):
+        nonlocal seen
+        seen += 1
+        return match.group(0) if seen <= 3 or seen > digits - 4 else HIDDEN
+
+    return re.sub(r"\d", hide, main) + ext + rest
+
+
+def mask_email(address: str) -> str:
+    """sam.jones@example.org becomes s···@example.org."""
+    local, at, domain = address.partition("@")
+    return (local[:1] + HIDDEN * 3 + at + domain) if at else HIDDEN * 3
+
+
+def _full_confirmation(note: dict) -> dict | None:
+    """The stored request in full, for the first page after a plain browser's redirect (None if gone)."""
+    try:
+        row = inquiries.find(current_app.config["DATABASE"], note["reference"])
+    except storage.StorageError:
+        return None
+    fields = inquiries.load_fields(row) if row is not None else {}
+    thanks = confirmation(note["reference"], fields)
+    return thanks if thanks["contact"] else None
 
 
 @bp.post("/contact/check/<any(phone, email, contact_method):field>")

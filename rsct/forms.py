@@ -183,7 +183,13 @@ class ContactForm(FlaskForm):
             if self.contact_method.data == "email":
                 raise ValidationError("Please give an email address so we can write to you.")
             return
-        normalise_email(field.data)
+        try:
+            normalise_email(field.data)
+        except ValidationError as error:
+            if self.contact_method.data == "email":
+                raise
+            # Typed as a second way back: checked because it is there, but it may as well go.
+            raise ValidationError(f"{error} Or leave it empty: it is only needed if you choose email.") from None
 
     def visitor_fields(self) -> dict:
         """The validated answers, normalised for the office, keyed by field name.

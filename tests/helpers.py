@@ -186,7 +186,7 @@ def assert_shown_in_form(html: str, data: dict) -> None:
 
 
 def assert_is_form_region_fragment(html: str) -> None:
-    assert html.lstrip().startswith('<div id="contact-form-region"')
+    assert html.lstrip().startswith('<section id="contact-form-region"')
     assert "<html" not in html
 
 

@@ -127,7 +127,7 @@ def test_htmx_gets_the_form_region_and_a_plain_browser_the_whole_page(visitor, h
         assert_is_form_region_fragment(response.text)
     else:
         assert response.text.lstrip().lower().startswith("<!doctype html>")
-        assert '<div id="contact-form-region"' in response.text
+        assert '<section id="contact-form-region"' in response.text
         assert PHONE_LINK in response.text
 
 
