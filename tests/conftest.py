@@ -22,6 +22,8 @@ from smtp_servers import Inbox, running_smtp, smtp_settings
 VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+# axe-core's best-practice rules too: landmarks ("region"), one main, heading order, unique labels.
+AXE_TAGS = [*WCAG_TAGS, "best-practice"]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -132,13 +134,13 @@ def page(context):
 
 @pytest.fixture
 def axe_violations():
-    """Run axe-core (bundled by axe-playwright-python) for WCAG 2.0/2.1/2.2 A and AA rules."""
+    """Run axe-core (bundled by axe-playwright-python): WCAG 2.0/2.1/2.2 A and AA rules and best practices."""
     from axe_playwright_python.sync_playwright import Axe
 
     axe = Axe()
 
     def run(page) -> list[str]:
-        results = axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG_TAGS}})
+        results = axe.run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}})
         return [
             f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes: {[n['target'] for n in v['nodes']][:3]})"
             for v in results.response["violations"]

@@ -322,7 +322,7 @@ def test_a_valid_request_is_confirmed_in_place_and_stored_once(page, live_server
     expect(heading).to_be_focused()
     reference = page.locator(".reference").inner_text()
     assert REFERENCE.match(reference), reference
-    assert page.url == live_server + "/contact", "htmx swaps in the confirmation; the page does not navigate"
+    assert page.url == live_server + "/contact/thanks", "htmx swaps in the confirmation and moves the address"
     rows = stored(app)
     assert len(rows) == 1
     assert rows[0]["reference"] == reference
@@ -435,7 +435,7 @@ def test_when_the_server_cannot_be_reached_or_fails_nothing_typed_is_lost(page, 
     button.click()
     expect(page.locator(".reference")).to_have_text(REFERENCE, timeout=SHORT)
     assert len(stored(app)) == 1
-    assert page.url == contact_url
+    assert page.url == live_server + "/contact/thanks"
     failures = [
         r"^console error: htmx:(afterRequest|sendError), \[object HTMLDivElement\]$",
         "^failed request: " + re.escape(contact_url) + " net::ERR_CONNECTION_REFUSED$",
