@@ -218,6 +218,7 @@ def test_after_sending_the_address_is_thanks_and_a_reload_shows_it_again_masked(
     heading = page.get_by_role("heading", name="Thank you. We have your request.")
     expect(heading).to_be_focused(timeout=SHORT)
     expect(page).to_have_url(live_server + "/contact/thanks")
+    expect(page).to_have_title("Thank you | Recovery Services of Connecticut")
     expect(page.get_by_role("heading", name="Ask us to contact you")).to_have_count(0)
     confirmation = page.locator("#contact-form-region")
     expect(confirmation.locator(".way-back")).to_have_text("(203) 555-0147")
@@ -228,6 +229,7 @@ def test_after_sending_the_address_is_thanks_and_a_reload_shows_it_again_masked(
     assert "Zyxcanary" not in browser_storage(page) and "0147" not in browser_storage(page), "nothing typed is kept"
 
     page.reload()
+    expect(page).to_have_title("Thank you | Recovery Services of Connecticut")
     expect(page.locator(".reference")).to_have_text(reference)
     expect(page.locator(".way-back")).to_have_text(MASKED)
     expect(page.get_by_text("555-0147")).to_have_count(0)

@@ -27,6 +27,14 @@
   }
 
   document.addEventListener("htmx:afterSettle", syncInvalid);
+
+  // After a send htmx shows /contact/thanks in the address bar; the title (and the history entry) follows.
+  document.addEventListener("htmx:afterSettle", function () {
+    var confirmation = document.querySelector("[data-page-title]");
+    if (confirmation) {
+      document.title = confirmation.getAttribute("data-page-title");
+    }
+  });
   document.addEventListener("htmx:oobAfterSwap", syncInvalid);
 
   // While the form itself is being sent, its text fields are read-only: the answer replaces the
