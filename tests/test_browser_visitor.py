@@ -240,6 +240,7 @@ def test_after_sending_the_address_is_thanks_and_a_reload_shows_it_again_masked(
     page.go_back()  # to the form page, fetched afresh: an empty form, and the confirmation forgotten
     expect(page).to_have_url(live_server + "/contact")
     expect(page.get_by_label("Name", exact=True)).to_have_value("", timeout=SHORT)
+    page.wait_for_load_state("load")  # htmx reloads the page after Back: let that finish first
     page.goto(live_server + "/contact/thanks")
     expect(page.locator(".reference")).to_have_count(0)
     assert len(stored(app)) == 1
