@@ -40,7 +40,9 @@ def test_nothing_scrolls_sideways_at_320px(context, live_server):
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 320px"
 
 
-def test_axe_finds_no_wcag_violations_on_any_page(page, live_server, axe_violations):
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["phone", "desktop"])
+def test_axe_finds_no_violations_on_any_page(page, live_server, axe_violations, viewport):
+    page.set_viewport_size(viewport)
     for path in PAGES:
         page.goto(live_server + path)
         assert axe_violations(page) == [], path
