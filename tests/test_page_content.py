@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import PAGES
+from helpers import PAGES
 
 SCRIPT_SRC = re.compile(r'<script\b[^>]*\bsrc="([^"]+)"')
 
