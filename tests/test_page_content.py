@@ -3,6 +3,7 @@
 import re
 
 import pytest
+
 from helpers import PAGES
 
 SCRIPT_SRC = re.compile(r'<script\b[^>]*\bsrc="([^"]+)"')
