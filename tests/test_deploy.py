@@ -665,6 +665,7 @@ def test_systemd_units_verify(tmp_path):
         text = unit.read_text()
         if unit.suffix == ".service" and "@" not in unit.name:
             assert "/srv/rsct/venv/bin/" in text and "EnvironmentFile=/etc/rsct/rsct.env" in text, unit.name
+            assert "deploy/check_env.py /etc/rsct/rsct.env" in text, f"{unit.name} does not check its environment file"
         (units / unit.name).write_text(text.replace("/etc/rsct/rsct.env", str(env_file)).replace("/srv/rsct", str(srv)))
     result = subprocess.run(
         [analyze, "verify", *(str(units / unit.name) for unit in shipped)],
