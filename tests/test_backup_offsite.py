@@ -63,7 +63,7 @@ def with_files(*files: Path, command: list[str], cache: Path) -> subprocess.Comp
     )
 
 
-RESTORE = "restic dump latest /rsct.sqlite3 >"  # DEPLOY.md's restore command, before the file it writes
+RESTORE = "dump latest /rsct.sqlite3 >"  # DEPLOY.md's restore command (rrestic is restic), before the file it writes
 
 
 def test_a_backup_leaves_the_machine_encrypted_and_restores(make_app, tmp_path):
@@ -97,7 +97,7 @@ def test_a_backup_leaves_the_machine_encrypted_and_restores(make_app, tmp_path):
 
     assert RESTORE in DEPLOY_MD
     restored = tmp_path / "restored.sqlite3"
-    dump = with_files(restic, command=["sh", "-c", f"{RESTORE} {restored}"], cache=cache)
+    dump = with_files(restic, command=["sh", "-c", f"restic {RESTORE} {restored}"], cache=cache)
     assert dump.returncode == 0, dump.stderr
     with sqlite3.connect(restored) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
