@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import ssl
@@ -34,6 +35,7 @@ import deploy_harness as harness
 from helpers import HTMX_FILE, PAGES, ROOT, require_tool
 
 OFFICE_PHONE = "(203) 421-6242"
+DEPLOY_MD = (ROOT / "DEPLOY.md").read_text()
 REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")
 MAIL_SECONDS = 15.0
 SHORT = 10_000  # ms, for every browser expectation
@@ -598,6 +600,35 @@ def test_a_long_form_gets_the_app_own_413(deployment, size, htmx, http2):
         assert response.headers.get("HX-Retarget") == "#form-status"
     else:
         assert "<html" in answer.decode() and "too long" in answer.decode().lower()
+
+
+def hsts_values(deployment, path: str) -> list[str]:
+    response, _ = deployment.request(path)
+    return response.headers.get_all("Strict-Transport-Security") or []
+
+
+def reload_nginx(deployment, path: str, expected: list[str]) -> None:
+    os.kill(deployment.process("nginx").popen.pid, signal.SIGHUP)
+    harness.wait_until(lambda: hsts_values(deployment, path) == expected, "nginx after reload", deployment, timeout=10)
+
+
+def test_deploy_md_lines_that_drop_include_subdomains_work(deployment):
+    """DEPLOY.md's two sed lines, run on the installed snippets: every answer then has one HSTS without it."""
+    section = DEPLOY_MD.split("**HSTS.**", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = section.replace("\\\n", "").replace("/etc/nginx/snippets/", f"{deployment.snippets}/")
+    commands = "\n".join(line for line in commands.splitlines() if line.startswith("sed "))
+    assert commands.count("sed -i") == 2, section
+    saved = {name: (deployment.snippets / name).read_text() for name in ("rsct-security-headers.conf", "rsct-proxy.conf")}
+    try:
+        subprocess.run(["sh", "-ec", commands], check=True, timeout=30)
+        subprocess.run(["sh", "-ec", commands], check=True, timeout=30)  # safe to run twice
+        reload_nginx(deployment, "/", ["max-age=63072000"])
+        for path in ("/", "/no-such-page", stylesheet_path(deployment), "/_error.html"):
+            assert hsts_values(deployment, path) == ["max-age=63072000"], path
+    finally:
+        for name, text in saved.items():
+            (deployment.snippets / name).write_text(text)
+        reload_nginx(deployment, "/", ["max-age=63072000; includeSubDomains"])
 
 
 # --- graded from outside -------------------------------------------------------------------------------
