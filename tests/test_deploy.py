@@ -618,7 +618,8 @@ def test_deploy_md_lines_that_drop_include_subdomains_work(deployment):
     commands = section.replace("\\\n", "").replace("/etc/nginx/snippets/", f"{deployment.snippets}/")
     commands = "\n".join(line for line in commands.splitlines() if line.startswith("sed "))
     assert commands.count("sed -i") == 2, section
-    saved = {name: (deployment.snippets / name).read_text() for name in ("rsct-security-headers.conf", "rsct-proxy.conf")}
+    names = ("rsct-security-headers.conf", "rsct-proxy.conf")
+    saved = {name: (deployment.snippets / name).read_text() for name in names}
     try:
         subprocess.run(["sh", "-ec", commands], check=True, timeout=30)
         subprocess.run(["sh", "-ec", commands], check=True, timeout=30)  # safe to run twice
