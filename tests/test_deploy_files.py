@@ -54,3 +54,12 @@ def test_example_environment_with_its_placeholders_refuses_to_start(tmp_path):
     result = rsct_flask(tmp_path, tmp_path / "raw.env", "outbox", "status")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("Configuration error: FLASK_SECRET_KEY")
+
+
+def test_nginx_own_pages_are_valid_and_show_the_phone_and_crisis_lines(html_errors):
+    """The pages nginx shows when the app is down or a request was unreadable: a reader in crisis still gets help."""
+    pages = {page.stem: page.read_text() for page in (ROOT / "deploy" / "nginx").glob("_*.html")}
+    assert set(pages) == {"_unavailable", "_error"}
+    for name, text in pages.items():
+        assert 'href="tel:+12034216242"' in text and 'href="tel:988"' in text and 'href="tel:911"' in text, name
+    assert html_errors(pages) == []
