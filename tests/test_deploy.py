@@ -73,6 +73,12 @@ def deployment():
             shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture
+def curl():
+    """curl speaks HTTP/2 to nginx, as browsers do."""
+    require_tool(os.access(harness.CURL, os.X_OK), "curl (apt-get install curl)")
+
+
 def security_header_problems(response) -> list[str]:
     """Each security header present exactly once with a good value; Server without a version."""
     problems = []
@@ -410,6 +416,7 @@ def test_every_answer_carries_each_security_header_exactly_once(deployment, kind
         assert response.getheader("Content-Type", "").startswith("text/css")
 
 
+@pytest.mark.usefixtures("curl")
 @pytest.mark.parametrize("how", ["https-host", "http2-host", "tls-name", "http-host"])
 def test_an_unknown_host_name_gets_no_answer(deployment, how):
     """The default servers close the connection unanswered, or refuse TLS before any certificate is shown."""
@@ -479,6 +486,7 @@ def raw_https(deployment, data: bytes) -> http.client.HTTPResponse:
             return response
 
 
+@pytest.mark.usefixtures("curl")
 @pytest.mark.parametrize(
     "kind",
     [
@@ -581,6 +589,7 @@ def test_the_field_checks_are_never_throttled(deployment):
     assert statuses == [200] * 30
 
 
+@pytest.mark.usefixtures("curl")
 @pytest.mark.parametrize("size", [40_000, 70_000])
 @pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
 @pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
