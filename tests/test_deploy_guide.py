@@ -6,7 +6,7 @@ import re
 import shlex
 import subprocess
 
-from conftest import ROOT
+from helpers import ROOT
 
 GUIDE = (ROOT / "DEPLOY.md").read_text()
 UNITS = sorted(path.name for path in (ROOT / "deploy" / "systemd").iterdir())
