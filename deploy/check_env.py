@@ -1,4 +1,5 @@
-"""Check the site's environment files, or run a command with their values. Python's standard library only.
+"""Check the site's environment files, or run a command with their values. Python's standard library only
+(with the site's venv it also knows the names of the site's settings, and flags a misspelt one).
 
     check_env.py FILE...                      exit 0, or name each broken line and exit 2
     check_env.py --exec FILE... -- COMMAND    check, then run COMMAND with the files' values
@@ -21,7 +22,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from config import SETTINGS  # noqa: E402  (stdlib only, like this script)
+try:  # the site's settings, to catch a misspelt name; config.py needs the site's venv (click)
+    from config import SETTINGS  # noqa: E402
+except ImportError:
+    SETTINGS = None
 
 EXIT_BROKEN = 2
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -30,7 +34,7 @@ QUOTED = re.compile(r"'[^'\\]*'\Z")
 NAMED = {" ": "a space", "\t": "a tab", "$": "a $", "`": "a backtick", '"': "a double quote", "'": "a single quote",
          "\\": "a backslash", "#": "a #", ";": "a ;", "&": "an &", "|": "a |", "<": "a <", ">": "a >", "~": "a ~",
          "!": "a !", "*": "a *", "?": "a ?"}  # fmt: skip
-KNOWN = {setting.env for setting in SETTINGS}
+KNOWN = {setting.env for setting in SETTINGS} if SETTINGS else None  # None: names go unchecked
 
 
 class EnvFileError(Exception):
@@ -86,7 +90,7 @@ def parse(path: str) -> dict[str, str]:
                 why = "the name before = must be letters, digits and _ only (no spaces, no 'export')"
             elif key in first_seen:
                 why = f"{key} is set again (first on line {first_seen[key]}); keep one"
-            elif key.startswith("FLASK_") and key not in KNOWN:
+            elif KNOWN is not None and key.startswith("FLASK_") and key not in KNOWN:
                 why = f"{key} is not a setting of this site (see the settings table in README.md)"
             else:
                 why = problem_with_value(key, value)
