@@ -183,6 +183,12 @@ SETTINGS = (
         "Reverse proxies in front of the app whose `X-Forwarded-*` headers are trusted (1 behind nginx)",
     ),
     S(
+        "FLASK_ALLOW_TCP_BIND",
+        parse_bool,
+        False,
+        "Let gunicorn listen on TCP in production, for a benchmark only (it serves nginx on a Unix socket)",
+    ),
+    S(
         "FLASK_FACEBOOK_URL",
         parse_url,
         "",

@@ -5,13 +5,19 @@ replacement (each replaced string must occur, so a change to deploy/ that the re
 fits fails loudly), then started exactly as DEPLOY.md starts them. Every wait is bounded, and
 stop() ends every process this module started, by its own process group, always.
 
-T lives directly under /tmp with mode 0755 on every folder nginx's workers must enter: when the
-master runs as root the workers run as "nobody".
+gunicorn gets its listening Unix socket as systemd would hand it over from deploy/systemd/rsct-web.socket:
+this module binds it with the unit's path (under T), owner and mode, and passes it as fd 3 with
+LISTEN_FDS/LISTEN_PID. nginx's workers run as the unit's SocketUser (www-data), as Debian's nginx.conf
+has them, when the test runs as root.
+
+T lives directly under /tmp with mode 0755 on every folder nginx's workers must enter.
 """
 
 import http.client
+import io
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -19,6 +25,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 VENV_BIN = ROOT / ".venv" / "bin"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+CURL = shutil.which("curl") or "/usr/bin/curl"
 START_SECONDS = 20.0
 STOP_SECONDS = 10.0
 SENDER = "website@rsct.example.org"
@@ -223,6 +231,65 @@ def http_request(
     return _exchange(http.client.HTTPConnection(host, port, timeout=timeout), method, path, body, headers)
 
 
+@dataclass
+class CurlResponse:
+    """What curl saw: the status, the headers (an http.client.HTTPMessage) and the protocol ("1.1" or "2")."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    protocol: str
+
+
+def curl_request(
+    d: "Deployment",
+    path: str,
+    http2: bool,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict | None = None,
+    timeout: float = 20.0,
+    source: str = "127.0.0.1",
+):
+    """One request over HTTPS with curl, which speaks HTTP/2 as browsers do; returns (CurlResponse, body).
+
+    source: the client's loopback address, as for https_request().
+    """
+    base = d.root / "tmp" / f"curl-{secrets.token_hex(4)}"
+    args = [
+        CURL,
+        "--silent",
+        "--show-error",
+        "--http2" if http2 else "--http1.1",
+        "--cacert",
+        str(d.cert),
+        "--max-time",
+        str(timeout),
+        "--dump-header",
+        f"{base}.head",
+        "--output",
+        f"{base}.body",
+        "--write-out",
+        "%{http_version}",
+        "--request",
+        method,
+        "--header",
+        "Expect:",
+        "--interface",
+        source,
+    ]
+    for name, value in (headers or {}).items():
+        args += ["--header", f"{name}: {value}"]
+    if body is not None:
+        Path(f"{base}.sent").write_bytes(body)
+        args += ["--data-binary", f"@{base}.sent"]
+    result = subprocess.run([*args, f"{d.url}{path}"], capture_output=True, text=True, timeout=timeout + 10)
+    if result.returncode != 0:
+        raise RuntimeError(f"curl {path} failed ({result.returncode}): {result.stderr}")
+    status_line, _, rest = Path(f"{base}.head").read_bytes().partition(b"\r\n")
+    response = CurlResponse(int(status_line.split()[1]), http.client.parse_headers(io.BytesIO(rest)), result.stdout)
+    return response, Path(f"{base}.body").read_bytes()
+
+
 # --- the deployment ----------------------------------------------------------------------------------
 
 
@@ -231,7 +298,7 @@ class Deployment:
     root: Path
     http_port: int
     https_port: int
-    app_port: int
+    socket: Path
     smtp_port: int
     ipv6: bool
     cert: Path
@@ -299,13 +366,12 @@ class Deployment:
             self.controller = None
 
 
-def production_env(deployment_root: Path, https_port: int, app_port: int, smtp_port: int) -> dict:
+def production_env(deployment_root: Path, https_port: int, smtp_port: int) -> dict:
     """The environment DEPLOY.md's /etc/rsct/rsct.env gives the services, for loopback."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("FLASK_", "RSCT_"))}
     env.update(
         {
             "FLASK_CONFIG": "production",
-            "RSCT_BIND": f"127.0.0.1:{app_port}",
             "RSCT_WORKERS": "2",
             "FLASK_INSTANCE_PATH": str(deployment_root / "srv" / "rsct" / "instance"),
             "FLASK_SITE_URL": f"https://localhost:{https_port}",
@@ -328,7 +394,7 @@ def prepare(root: Path) -> Deployment:
     """Lay out T and render every file; starts nothing."""
     ipv6 = ipv6_loopback()
     http_port, https_port = free_port(ipv6), free_port(ipv6)
-    app_port, smtp_port = free_port(), free_port()
+    smtp_port = free_port()
     for folder in (
         "srv/rsct/app/deploy/nginx",
         "etc/nginx/snippets",
@@ -342,16 +408,18 @@ def prepare(root: Path) -> Deployment:
         root=root,
         http_port=http_port,
         https_port=https_port,
-        app_port=app_port,
+        socket=root / socket_unit()["ListenStream"].lstrip("/"),
         smtp_port=smtp_port,
         ipv6=ipv6,
         cert=make_certificate(root / "etc" / "letsencrypt" / "live" / "localhost"),
-        env=production_env(root, https_port, app_port, smtp_port),
+        env=production_env(root, https_port, smtp_port),
     )
-    # What nginx serves itself: the static files and the "we'll be back" page, as in /srv/rsct/app.
+    # What nginx serves itself: the static files and its pages for errors, as in /srv/rsct/app.
     shutil.copytree(ROOT / "static", deployment.srv / "app" / "static")
-    shutil.copy(DEPLOY / "nginx" / "_unavailable.html", deployment.srv / "app" / "deploy" / "nginx")
+    for page in (DEPLOY / "nginx").glob("_*.html"):
+        shutil.copy(page, deployment.srv / "app" / "deploy" / "nginx")
     shutil.copy(DEPLOY / "nginx" / "proxy.conf", deployment.snippets / "rsct-proxy.conf")
+    shutil.copy(DEPLOY / "nginx" / "tls.conf", deployment.snippets / "rsct-tls.conf")
     deployment.site_file.write_text(render_site(deployment))
     deployment.nginx_conf.write_text(nginx_conf(deployment))
     make_readable(root)  # T holds no secret but the key, which only the master (root) reads
@@ -376,9 +444,13 @@ def render_site(d: Deployment) -> str:
             "listen [::]:80;": ipv6_http,
             "listen 443 ssl http2;": f"listen 127.0.0.1:{d.https_port} ssl http2;",
             "listen [::]:443 ssl http2;": ipv6_https,
+            "listen 80 default_server;": f"listen 127.0.0.1:{d.http_port} default_server;",
+            "listen [::]:80 default_server;": ipv6_http.replace(";", " default_server;"),
+            "listen 443 ssl http2 default_server;": f"listen 127.0.0.1:{d.https_port} ssl http2 default_server;",
+            "listen [::]:443 ssl http2 default_server;": ipv6_https.replace(";", " default_server;"),
             # Behind 443 the redirect needs no port; on a free port it must carry it, or nothing can follow it.
-            "return 301 https://$host$request_uri;": f"return 301 https://$host:{d.https_port}$request_uri;",
-            "server 127.0.0.1:8000;": f"server 127.0.0.1:{d.app_port};",
+            "return 301 https://rsct.example.org$request_uri;": f"return 301 https://localhost:{d.https_port}$request_uri;",
+            "server unix:/run/rsct/web.sock;": f"server unix:{d.socket};",
             "/var/www/letsencrypt": str(d.root / "var" / "www" / "letsencrypt"),
         },
         "deploy/nginx/rsct.conf",
@@ -388,7 +460,9 @@ def render_site(d: Deployment) -> str:
 def nginx_conf(d: Deployment) -> str:
     """The test's own main nginx.conf: foreground, everything inside T, the rendered site included."""
     t = d.root
+    user = f"user {socket_unit()['SocketUser']};" if os.geteuid() == 0 else ""
     return f"""daemon off;
+{user}
 master_process on;
 worker_processes 1;
 pid {t}/nginx.pid;
@@ -434,9 +508,62 @@ def wait_until(check, what: str, deployment: Deployment, timeout: float = START_
         time.sleep(0.1)
 
 
-def _answers(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket: what nginx does to reach gunicorn."""
+
+    def __init__(self, path: Path, timeout: float = 10.0):
+        super().__init__("localhost", timeout=timeout)
+        self.path = str(path)
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def unix_request(
+    path: Path,
+    url: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict | None = None,
+    timeout: float = 10.0,
+):
+    """One request straight to gunicorn's socket; returns (response, body)."""
+    return _exchange(UnixHTTPConnection(path, timeout), method, url, body, {"Host": "localhost", **(headers or {})})
+
+
+def socket_unit() -> dict[str, str]:
+    """deploy/systemd/rsct-web.socket's [Socket] settings."""
+    text = (DEPLOY / "systemd" / "rsct-web.socket").read_text()
+    section = text.split("[Socket]", 1)[1].split("\n[", 1)[0]
+    return dict(line.split("=", 1) for line in section.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def bind_socket(d: Deployment) -> socket.socket:
+    """What systemd does for rsct-web.socket: a listening Unix socket with the unit's owner and mode."""
+    unit = socket_unit()
+    d.socket.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(d.socket.parent, 0o755)  # systemd's DirectoryMode= default
+    d.socket.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(d.socket))
+    os.chmod(d.socket, int(unit["SocketMode"], 8))
+    if os.geteuid() == 0:
+        os.chown(d.socket, pwd.getpwnam(unit["SocketUser"]).pw_uid, pwd.getpwnam(unit["SocketGroup"]).pw_gid)
+    listener.listen(128)
+    return listener
+
+
+# Started in place of gunicorn: the socket becomes fd 3 and LISTEN_PID names this process, which exec keeps.
+HAND_OVER = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+    "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid())); os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def _gunicorn_answers(d: Deployment) -> bool:
+    return unix_request(d.socket, "/healthz", timeout=2)[0].status == 200
 
 
 def start(deployment: Deployment) -> None:
@@ -462,18 +589,27 @@ def start(deployment: Deployment) -> None:
 
 
 def start_gunicorn(d: Deployment) -> None:
-    """rsct-web.service's command, from the app folder, with the production environment."""
-    d.processes.insert(
-        0,
-        Process(
-            "gunicorn",
-            [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "app:create_app()"],
-            d.logs,
-            cwd=ROOT,
-            env=d.env,
-        ),
-    )
-    wait_until(lambda: _answers(d.app_port), "gunicorn", d)
+    """rsct-web.service's command, from the app folder, with the production environment and the unit's socket.
+
+    systemd keeps its copy of the socket open; this module closes its own once gunicorn has it, so
+    that a stopped gunicorn is an app that is down (as when systemd gives up restarting it).
+    """
+    listener = bind_socket(d)
+    try:
+        command = [
+            sys.executable,
+            "-c",
+            HAND_OVER,
+            str(listener.fileno()),
+            str(VENV_BIN / "gunicorn"),
+            "-c",
+            "deploy/gunicorn.conf.py",
+            "app:create_app()",
+        ]
+        d.processes.insert(0, Process("gunicorn", command, d.logs, cwd=ROOT, env=d.env, pass_fds=(listener.fileno(),)))
+    finally:
+        listener.close()
+    wait_until(lambda: _gunicorn_answers(d), "gunicorn", d)
 
 
 def stop_gunicorn(d: Deployment) -> None:

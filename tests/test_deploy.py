@@ -8,23 +8,34 @@ would disturb the others use their own client address (127.0.0.x) or put back wh
 
 import email
 import gzip
+import html
+import http.client
 import os
+import pwd
 import re
 import shutil
+import signal
+import socket
+import sqlite3
+import ssl
 import subprocess
+import sys
 import time
 from email import policy
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import expect
 
 from config import HTMX_URL
+from rsct import ratelimit
 
 import deploy_harness as harness
 from helpers import HTMX_FILE, PAGES, ROOT, require_tool
 
 OFFICE_PHONE = "(203) 421-6242"
+DEPLOY_MD = (ROOT / "DEPLOY.md").read_text()
 REFERENCE = re.compile(r"RSCT-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}")
 MAIL_SECONDS = 15.0
 SHORT = 10_000  # ms, for every browser expectation
@@ -60,6 +71,12 @@ def deployment():
             print(f"deployment folder kept: {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def curl():
+    """curl speaks HTTP/2 to nginx, as browsers do."""
+    require_tool(os.access(harness.CURL, os.X_OK), "curl (apt-get install curl)")
 
 
 def security_header_problems(response) -> list[str]:
@@ -112,6 +129,166 @@ def test_the_nginx_snippet_made_by_the_app_is_the_shipped_one(deployment):
     assert deployment.security_headers == (harness.DEPLOY / "nginx" / "security-headers.conf").read_text()
     assert "test is successful" in deployment.nginx_test_output
     assert "[warn]" not in deployment.nginx_test_output, deployment.nginx_test_output
+
+
+# --- gunicorn behind its socket ---------------------------------------------------------------------------
+
+
+def listening_tcp_inodes() -> set[str]:
+    """Socket inodes of every TCP socket in LISTEN state on the machine."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(table):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":
+                    inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}") if os.path.exists(f"/proc/{pid}/fd/{fd}") else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def test_gunicorn_listens_only_on_the_socket_that_only_nginx_user_may_open(deployment):
+    """No TCP port for a local user to tie up or to forge X-Forwarded-For on; the socket is nginx's user's alone."""
+    master = deployment.process("gunicorn").popen.pid
+    workers = [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    assert len(workers) == 2
+    for pid in (master, *workers):
+        assert socket_inodes(pid) & listening_tcp_inodes() == set(), f"process {pid} listens on TCP"
+    unit = harness.socket_unit()
+    info = os.stat(deployment.socket)
+    assert oct(info.st_mode & 0o777) == oct(int(unit["SocketMode"], 8)) == oct(0o600)
+    require_tool(os.geteuid() == 0, "root (to own the socket as www-data and connect as another user)")
+    assert info.st_uid == pwd.getpwnam(unit["SocketUser"]).pw_uid == pwd.getpwnam("www-data").pw_uid
+    connect = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
+    # The system's Python: the test's own may live where nobody cannot enter.
+    as_nobody = subprocess.run(
+        ["/usr/bin/python3", "-c", connect, str(deployment.socket)],
+        user="nobody",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert as_nobody.returncode != 0 and "PermissionError" in as_nobody.stderr, as_nobody
+
+
+def gunicorn_alone(deployment, tmp_path, env: dict, pass_fds=(), command_prefix=()):
+    """deploy/gunicorn.conf.py started by hand, as an operator might; returns the process (running or not)."""
+    command = [*command_prefix, str(harness.VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "app:create_app()"]
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**deployment.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
+            start_new_session=True,
+        )
+
+
+def stopped(process, timeout: float = 20) -> int | None:
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.wait(timeout=10)
+        return None
+
+
+@pytest.mark.parametrize("how", ["bind", "handed over"])
+def test_production_gunicorn_refuses_tcp(deployment, tmp_path, how):
+    """A TCP address, by RSCT_BIND or as the socket systemd hands over, stops gunicorn before it serves."""
+    port = harness.free_port()
+    if how == "bind":
+        process = gunicorn_alone(deployment, tmp_path, {"RSCT_BIND": f"127.0.0.1:{port}"})
+    else:
+        listener = socket.create_server(("127.0.0.1", port))
+        process = gunicorn_alone(
+            deployment,
+            tmp_path,
+            {},
+            pass_fds=(listener.fileno(),),
+            command_prefix=(sys.executable, "-c", harness.HAND_OVER, str(listener.fileno())),
+        )
+        listener.close()
+    assert stopped(process) == 3
+    lines = (tmp_path / "gunicorn.log").read_text().strip().splitlines()
+    assert lines[-1].startswith("Configuration error: gunicorn would listen on TCP 127.0.0.1")
+    assert "Booting worker" not in "\n".join(lines)
+
+
+def test_a_benchmark_may_allow_tcp_by_setting(deployment, tmp_path):
+    port = harness.free_port()
+    process = gunicorn_alone(deployment, tmp_path, {"RSCT_BIND": f"127.0.0.1:{port}", "FLASK_ALLOW_TCP_BIND": "true"})
+    try:
+        deadline = time.monotonic() + harness.START_SECONDS
+        status = None
+        while status is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                status = harness.http_request(port, "/healthz", host="localhost", timeout=2)[0].status
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200, (tmp_path / "gunicorn.log").read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 15)
+        stopped(process)
+
+
+def hidden_fields(page: str) -> dict:
+    fields = {}
+    for tag in re.findall(r"<input[^>]*>", page):
+        name, value, kind = (re.search(rf'{attr}="([^"]*)"', tag) for attr in ("name", "value", "type"))
+        if kind and kind.group(1) == "hidden" and name:
+            fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
+    return fields
+
+
+def test_every_page_and_the_form_through_the_socket_and_a_forged_forwarded_for_changes_nothing(deployment):
+    """Without JavaScript: every page, then the form, sent with a forged X-Forwarded-For; the limit counts the
+    address nginx saw, and the office gets the email."""
+    for path, title in PAGES.items():
+        response, body = deployment.request(path)
+        assert response.status == 200 and title in body.decode(), path
+    source, forged = "127.0.0.9", "198.51.100.7"
+    response, page = deployment.request("/contact", source=source)
+    cookie = response.getheader("Set-Cookie").split(";")[0]
+    fields = {**hidden_fields(page.decode()), "name": "Socket Test", "contact_method": "call", "phone": "203 555 0148"}
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Cookie": cookie,
+        "X-Forwarded-For": forged,
+        "X-Real-IP": forged,
+        "Forwarded": f"for={forged}",
+    }
+    response, _ = deployment.request(
+        "/contact", method="POST", body=urlencode(fields).encode(), headers=headers, source=source
+    )
+    assert response.status == 303, response.status
+    assert response.getheader("Location").endswith("/contact/thanks")
+    cookie = (response.getheader("Set-Cookie") or cookie).split(";")[0]  # the session now holds the reference
+    thanks, page = deployment.request("/contact/thanks", headers={"Cookie": cookie}, source=source)
+    reference = REFERENCE.search(page.decode()).group(0)
+
+    database = os.path.join(deployment.env["FLASK_INSTANCE_PATH"], "rsct.sqlite3")
+    with sqlite3.connect(database) as db:
+        counted = {row[0] for row in db.execute("SELECT client FROM rate_events")}
+    secret = deployment.env["FLASK_SECRET_KEY"]
+    assert ratelimit.client_key(secret, source) in counted
+    assert ratelimit.client_key(secret, forged) not in counted
+
+    deadline = time.monotonic() + MAIL_SECONDS
+    while time.monotonic() < deadline and not any(reference.encode() in raw for raw in deployment.inbox.messages):
+        time.sleep(0.1)
+    assert any(reference.encode() in raw for raw in deployment.inbox.messages), deployment.diagnostics()
 
 
 # --- a visitor in a real browser -----------------------------------------------------------------------
@@ -239,11 +416,131 @@ def test_every_answer_carries_each_security_header_exactly_once(deployment, kind
         assert response.getheader("Content-Type", "").startswith("text/css")
 
 
-def test_an_unknown_host_name_is_refused(deployment):
-    """nginx passes any Host on to the app (its only server on the port); the app's TRUSTED_HOSTS refuses it."""
-    response, _ = deployment.request("/", headers={"Host": "attacker.example"})
-    assert response.status == 400
+@pytest.mark.usefixtures("curl")
+@pytest.mark.parametrize("how", ["https-host", "http2-host", "tls-name", "http-host"])
+def test_an_unknown_host_name_gets_no_answer(deployment, how):
+    """The default servers close the connection unanswered, or refuse TLS before any certificate is shown."""
+    if how == "https-host":
+        with pytest.raises(http.client.RemoteDisconnected):
+            deployment.request("/", headers={"Host": "attacker.example"})
+    elif how == "http2-host":
+        result = subprocess.run(
+            [
+                harness.CURL,
+                "--silent",
+                "--http2",
+                "--cacert",
+                str(deployment.cert),
+                "--header",
+                "Host: attacker.example",
+                "--write-out",
+                "%{http_code}",
+                "--output",
+                "/dev/null",
+                deployment.url + "/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (result.returncode != 0, result.stdout) == (True, "000"), result
+    elif how == "tls-name":
+        context = ssl.create_default_context(cafile=str(deployment.cert))
+        context.check_hostname = False
+        with socket.create_connection(("127.0.0.1", deployment.https_port), timeout=10) as raw:
+            with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME|HANDSHAKE_FAILURE|INTERNAL_ERROR"):
+                context.wrap_socket(raw, server_hostname="attacker.example")
+    else:
+        with pytest.raises(http.client.RemoteDisconnected):
+            harness.http_request(deployment.http_port, "/", host="127.0.0.1", headers={"Host": "attacker.example"})
+
+
+def test_nginx_offers_only_forward_secret_aead_suites(deployment):
+    """Mozilla's intermediate TLS: CBC suites are refused on TLS 1.2; GCM on 1.2 and TLS 1.3 are accepted."""
+
+    def handshake(ciphers: str | None, version: ssl.TLSVersion) -> str:
+        context = ssl.create_default_context(cafile=str(deployment.cert))
+        context.minimum_version = context.maximum_version = version
+        if ciphers:
+            context.set_ciphers(ciphers)
+        with socket.create_connection(("127.0.0.1", deployment.https_port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                return tls.cipher()[0]
+
+    for cbc in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA256"):
+        with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+            handshake(cbc, ssl.TLSVersion.TLSv1_2)
+    assert handshake("ECDHE-ECDSA-AES128-GCM-SHA256", ssl.TLSVersion.TLSv1_2) == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert handshake(None, ssl.TLSVersion.TLSv1_3).startswith("TLS_")
+
+
+def raw_https(deployment, data: bytes) -> http.client.HTTPResponse:
+    """Bytes no HTTP client would send, over TLS; returns nginx's parsed answer."""
+    context = ssl.create_default_context(cafile=str(deployment.cert))
+    with socket.create_connection(("127.0.0.1", deployment.https_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(data)
+            response = http.client.HTTPResponse(tls)
+            response.begin()
+            response.body = response.read()
+            return response
+
+
+@pytest.mark.usefixtures("curl")
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "malformed",
+        "no host",
+        "uri too long",
+        "header too large",
+        "post to a file",
+        "body over 1m",
+        "body over 1m over http/2",
+        "internal page asked for",
+    ],
+)
+def test_nginx_own_answers_carry_each_security_header_once(deployment, kind):
+    """What nginx answers itself, before or instead of the app, has the headers, and mostly the phone number."""
+    long = "a" * 9000
+    huge = b"message=" + b"y" * (1024 * 1024 + 1)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    if kind == "malformed":
+        response = raw_https(deployment, b"GARBAGE\r\n\r\n")
+    elif kind == "no host":
+        response = raw_https(deployment, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    elif kind == "uri too long":
+        response, response.body = deployment.request("/" + long)
+    elif kind == "header too large":
+        response, response.body = deployment.request("/", headers={"X-Long": long})
+    elif kind == "post to a file":
+        response, response.body = deployment.request("/static/css/site.css", method="POST", body=b"a=b", headers=form)
+    elif kind == "body over 1m":
+        response, response.body = deployment.request(
+            "/contact", method="POST", body=huge, headers=form, source="127.0.0.10"
+        )
+    elif kind == "body over 1m over http/2":
+        response, response.body = harness.curl_request(
+            deployment, "/contact", http2=True, method="POST", body=huge, headers=form, source="127.0.0.11"
+        )
+        assert response.protocol == "2"
+    else:
+        response, response.body = deployment.request("/_error.html")
+    expected = {
+        "malformed": 400,
+        "no host": 400,
+        "uri too long": 414,
+        "header too large": 400,
+        "post to a file": 405,
+        "internal page asked for": 404,
+    }.get(kind, 413)
+    assert response.status == expected
     assert security_header_problems(response) == []
+    # nginx 1.22 cannot send its own page for a body too large on HTTP/2 (it would read the body again):
+    # its plain 413 still has the headers. No browser sends the form a body that size.
+    if kind not in ("no host", "internal page asked for", "body over 1m over http/2"):
+        assert OFFICE_PHONE in response.body.decode()
+        assert response.headers.get_all("Cache-Control") == ["no-store"]
 
 
 def test_text_is_compressed(deployment):
@@ -292,20 +589,56 @@ def test_the_field_checks_are_never_throttled(deployment):
     assert statuses == [200] * 30
 
 
-@pytest.mark.parametrize(
-    "path, htmx", [("/contact", False), ("/contact", True), ("/", False)], ids=["form", "form-htmx", "other-page"]
-)
-def test_a_body_over_64_kib_gets_the_friendly_413(deployment, path, htmx):
-    """nginx refuses it unread (the app would say 405 to a POST to /, and refuses over 32 KiB itself)."""
-    body = urlencode({"name": "x", "message": "y" * (65 * 1024)}).encode()
-    response, answer = form_post(deployment, source="127.0.0.5", htmx=htmx, path=path, body=body)
+@pytest.mark.usefixtures("curl")
+@pytest.mark.parametrize("size", [40_000, 70_000])
+@pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
+def test_a_long_form_gets_the_app_own_413(deployment, size, htmx, http2):
+    """Anything a browser can send reaches the app, which answers with its page (or message) and the phone number."""
+    body = urlencode({"name": "x", "message": "y" * size}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **({"HX-Request": "true"} if htmx else {})}
+    source = f"127.0.0.{20 + 4 * http2 + 2 * htmx + (size > 50_000)}"  # one visitor each, under nginx's limit
+    response, answer = harness.curl_request(
+        deployment, "/contact", http2=http2, method="POST", body=body, headers=headers, source=source
+    )
+    assert response.protocol == ("2" if http2 else "1.1")
     assert response.status == 413
     assert OFFICE_PHONE in answer.decode()
     assert security_header_problems(response) == []
     if htmx:
-        assert response.getheader("HX-Retarget") == "#form-status"
+        assert response.headers.get("HX-Retarget") == "#form-status"
     else:
-        assert "<html" in answer.decode()
+        assert "<html" in answer.decode() and "too long" in answer.decode().lower()
+
+
+def hsts_values(deployment, path: str) -> list[str]:
+    response, _ = deployment.request(path)
+    return response.headers.get_all("Strict-Transport-Security") or []
+
+
+def reload_nginx(deployment, path: str, expected: list[str]) -> None:
+    os.kill(deployment.process("nginx").popen.pid, signal.SIGHUP)
+    harness.wait_until(lambda: hsts_values(deployment, path) == expected, "nginx after reload", deployment, timeout=10)
+
+
+def test_deploy_md_lines_that_drop_include_subdomains_work(deployment):
+    """DEPLOY.md's two sed lines, run on the installed snippets: every answer then has one HSTS without it."""
+    section = DEPLOY_MD.split("**HSTS.**", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = section.replace("\\\n", "").replace("/etc/nginx/snippets/", f"{deployment.snippets}/")
+    commands = "\n".join(line for line in commands.splitlines() if line.startswith("sed "))
+    assert commands.count("sed -i") == 2, section
+    names = ("rsct-security-headers.conf", "rsct-proxy.conf")
+    saved = {name: (deployment.snippets / name).read_text() for name in names}
+    try:
+        subprocess.run(["sh", "-ec", commands], check=True, timeout=30)
+        subprocess.run(["sh", "-ec", commands], check=True, timeout=30)  # safe to run twice
+        reload_nginx(deployment, "/", ["max-age=63072000"])
+        for path in ("/", "/no-such-page", stylesheet_path(deployment), "/_error.html"):
+            assert hsts_values(deployment, path) == ["max-age=63072000"], path
+    finally:
+        for name, text in saved.items():
+            (deployment.snippets / name).write_text(text)
+        reload_nginx(deployment, "/", ["max-age=63072000; includeSubDomains"])
 
 
 # --- graded from outside -------------------------------------------------------------------------------
@@ -373,6 +706,7 @@ def test_systemd_units_verify(tmp_path):
         text = unit.read_text()
         if unit.suffix == ".service" and "@" not in unit.name:
             assert "/srv/rsct/venv/bin/" in text and "EnvironmentFile=/etc/rsct/rsct.env" in text, unit.name
+            assert "deploy/check_env.py /etc/rsct/rsct.env" in text, f"{unit.name} does not check its environment file"
         (units / unit.name).write_text(text.replace("/etc/rsct/rsct.env", str(env_file)).replace("/srv/rsct", str(srv)))
     result = subprocess.run(
         [analyze, "verify", *(str(units / unit.name) for unit in shipped)],

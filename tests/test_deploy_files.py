@@ -1,6 +1,7 @@
 """The operator's files work as DEPLOY.md uses them: the example environment file through deploy/rsct-flask."""
 
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ def usable_environment_file(tmp_path) -> Path:
     text = text.replace("/srv/rsct/instance", str(tmp_path / "instance"))
     path = tmp_path / "rsct.env"
     path.write_text(text)
+    path.chmod(0o640)  # as DEPLOY.md installs it; deploy/check_env.py refuses a file others may read
     return path
 
 
@@ -27,6 +29,7 @@ def rsct_flask(tmp_path, env_file, *args):
         "RSCT_APP": str(ROOT),
         "RSCT_ENV": str(env_file),
         "RSCT_VENV": str(Path(sys.executable).parent.parent),
+        "RSCT_ENV_OWNER": pwd.getpwuid(os.geteuid()).pw_name,
     }
     return subprocess.run(
         ["sh", str(ROOT / "deploy" / "rsct-flask"), *args], env=env, capture_output=True, text=True, timeout=60
@@ -47,6 +50,16 @@ def test_example_environment_makes_the_shipped_nginx_header_snippet(tmp_path):
 def test_example_environment_with_its_placeholders_refuses_to_start(tmp_path):
     text = (ROOT / "deploy" / "rsct.env.example").read_text().replace("/srv/rsct/instance", str(tmp_path))
     (tmp_path / "raw.env").write_text(text)
+    (tmp_path / "raw.env").chmod(0o640)
     result = rsct_flask(tmp_path, tmp_path / "raw.env", "outbox", "status")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("Configuration error: FLASK_SECRET_KEY")
+
+
+def test_nginx_own_pages_are_valid_and_show_the_phone_and_crisis_lines(html_errors):
+    """The pages nginx shows when the app is down or a request was unreadable: a reader in crisis still gets help."""
+    pages = {page.stem: page.read_text() for page in (ROOT / "deploy" / "nginx").glob("_*.html")}
+    assert set(pages) == {"_unavailable", "_error"}
+    for name, text in pages.items():
+        assert 'href="tel:+12034216242"' in text and 'href="tel:988"' in text and 'href="tel:911"' in text, name
+    assert html_errors(pages) == []
