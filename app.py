@@ -6,18 +6,20 @@ from flask import Flask
 from flask_mail import Mail
 
 import config
-from rsct import assets, cli, contact, errors, health, logs, pages, security, storage
+from rsct import assets, cli, contact, errors, health, instance, logs, pages, security
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the site from FLASK_* settings (and, in tests, overrides)."""
-    instance = os.environ.get("FLASK_INSTANCE_PATH")
-    app = Flask(__name__, instance_path=os.path.abspath(instance) if instance else None)
+    folder = os.environ.get("FLASK_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=os.path.abspath(folder) if folder else None)
     app.config.update(config.load(os.environ, app.instance_path, test_config))
     app.instance_path = app.config["INSTANCE_PATH"]
     logs.init_app(app)
 
-    storage.migrate(app.config["DATABASE"])
+    # Nothing is written here: read-only commands create nothing. The web app prepares the instance
+    # folder, secrets and database before its first request; the commands that write do it themselves.
+    instance.prepare_on_first_request(app)
     security.init_app(app)
     assets.init_app(app)
     Mail(app)
@@ -31,6 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(cli.backup)
     app.cli.add_command(cli.security_headers)
     app.cli.add_command(cli.smime_cli)
+    app.cli.add_command(cli.setup)
 
     if app.config["CONFIG_NAME"] == "production" and not app.config["PROXY_COUNT"]:
         app.logger.warning("FLASK_PROXY_COUNT is 0: client addresses are the proxy's; set it to 1 behind nginx.")

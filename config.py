@@ -8,7 +8,6 @@ with one line that says what to fix.
 import copy
 import ipaddress
 import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -368,15 +367,14 @@ def load(environ: os._Environ | dict, instance_path: str, overrides: dict | None
             settings[setting.key] = setting.parse(setting.env, environ[setting.env])
     settings.update(overrides)
     settings["INSTANCE_PATH"] = settings["INSTANCE_PATH"] or instance_path
-    os.makedirs(settings["INSTANCE_PATH"], mode=0o700, exist_ok=True)
     settings["DATABASE"] = settings["DATABASE"] or os.path.join(settings["INSTANCE_PATH"], "rsct.sqlite3")
     if name == "production":
         check_production(settings)
     else:
-        settings["SECRET_KEY"] = settings["SECRET_KEY"] or instance_secret(settings["INSTANCE_PATH"], "secret_key")
-        settings["INQUIRY_SIGNING_KEYS"] = settings["INQUIRY_SIGNING_KEYS"] or [
-            instance_secret(settings["INSTANCE_PATH"], "signing_key")
-        ]
+        # Read, never made here: rsct.instance.prepare makes them for the processes that write.
+        settings["SECRET_KEY"] = settings["SECRET_KEY"] or existing_secret(settings["INSTANCE_PATH"], "secret_key")
+        key = existing_secret(settings["INSTANCE_PATH"], "signing_key")
+        settings["INQUIRY_SIGNING_KEYS"] = settings["INQUIRY_SIGNING_KEYS"] or ([key] if key else [])
     check_common(settings)
     return settings
 
@@ -463,26 +461,13 @@ def check_production(s: dict) -> None:
         s["TRUSTED_HOSTS"] = [urlsplit(s["SITE_URL"]).hostname]
 
 
-def instance_secret(folder: str, name: str) -> str:
-    """Return a random secret kept in the instance folder (mode 0600), made on first use.
-
-    Written to a temporary file and hard-linked into place, so that several workers
-    starting at once all end up reading the same secret.
-    """
-    path = os.path.join(folder, name)
-    if not os.path.exists(path):
-        temp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temp)
-    with open(path, encoding="ascii") as handle:
-        return handle.read().strip()
+def existing_secret(folder: str, name: str) -> str:
+    """A development secret kept in the instance folder, or "" when it has not been made yet (see rsct.instance)."""
+    try:
+        with open(os.path.join(folder, name), encoding="ascii") as handle:
+            return handle.read().strip()
+    except FileNotFoundError:
+        return ""
 
 
 if __name__ == "__main__":

@@ -1,30 +1,81 @@
-"""Operator commands: `flask --app app outbox ...`, `inquiry ...` and `backup`."""
+"""Operator commands: `flask --app app outbox ...`, `inquiry ...`, `backup` and `setup`.
+
+Exit statuses (the README's table): 0 success; 1 the command's negative answer; 2 could not do
+the job (bad settings, an unreadable file, no keys, no database, a crash); above that, codes of
+one command (`inquiry verify` 3: authentic with additions; `outbox status` 4: stuck).
+"""
 
 import os
 import signal
 import sqlite3
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import alerts, inquiries, mailer, outbox, security, sender, signing, smime, storage
+from . import alerts, inquiries, instance, mailer, outbox, security, sender, smime, storage, verify
 
-outbox_cli = AppGroup("outbox", help="Deliver inquiries to the office and report on delivery.")
-inquiry_cli = AppGroup("inquiry", help="Read, release, erase and verify inquiries.")
-alert_cli = AppGroup("alert", help="Alerts to the operator that do not depend on mail.")
 EXIT_FAILED = 2  # could not do the job (the README's exit-status table)
 EXIT_STUCK = 4  # inquiries are not reaching the office
 POLL_SECONDS = 2.0
 PURGE_EVERY_SECONDS = 60.0
 
 
+class Failed(click.ClickException):
+    """The command could not do its job: exit status 2, with one line saying why."""
+
+    exit_code = EXIT_FAILED
+
+
+class Command(click.Command):
+    """A command whose crash exits 2 ("could not do the job"), not Python's 1 (a negative answer)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            # The traceback without the exception's message, which could quote a visitor (as in rsct.logs).
+            frames = "".join(traceback.format_tb(error.__traceback__))
+            click.echo(f"Traceback (message withheld):\n{frames}{error.__class__.__name__}", err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+class Commands(AppGroup):
+    command_class = Command
+
+
+outbox_cli = Commands("outbox", help="Deliver inquiries to the office and report on delivery.")
+inquiry_cli = Commands("inquiry", help="Read, release, erase and verify inquiries.")
+alert_cli = Commands("alert", help="Alerts to the operator that do not depend on mail.")
+
+
+def prepared() -> dict:
+    """The settings, after making the instance folder, development secrets and database (commands that write)."""
+    instance.prepare(current_app.config)
+    return current_app.config
+
+
+def existing_database() -> str:
+    """The database path for a read-only command, which must not create it."""
+    path = current_app.config["DATABASE"]
+    if not os.path.exists(path):
+        raise Failed(
+            f"There is no database at {path} yet: the site has not been set up here "
+            "(run `flask --app app setup`), or FLASK_DATABASE / FLASK_INSTANCE_PATH point elsewhere."
+        )
+    return path
+
+
 @outbox_cli.command("run")
 def outbox_run():
     """Keep delivering until stopped; SIGTERM or Ctrl-C finishes the current message first."""
+    prepared()
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.append(True))
@@ -48,6 +99,7 @@ def outbox_run():
 @outbox_cli.command("send")
 def outbox_send():
     """Deliver what is due once, then exit (for a timer). Exits 1 if anything could not be delivered."""
+    prepared()
     outcome = sender.deliver_due()
     click.echo(f"Delivered {len(outcome.delivered)}, will retry {len(outcome.retrying)}, failed {len(outcome.failed)}.")
     sys.exit(1 if outcome.retrying or outcome.failed else 0)
@@ -57,7 +109,7 @@ def outbox_send():
 def outbox_status():
     """Counts by state, the oldest undelivered inquiry, recent failures. Exits 4 when something is stuck."""
     config = current_app.config
-    report = outbox.status(config["DATABASE"], config["OUTBOX_STUCK_MINUTES"])
+    report = outbox.status(existing_database(), config["OUTBOX_STUCK_MINUTES"])
     for state in ("pending", "delivered", "failed", "quarantined"):
         click.echo(f"{state}: {report['counts'].get(state, 0)}")
     age = report["oldest_undelivered_seconds"]
@@ -95,7 +147,7 @@ def outbox_monitor():
 
     Exits 4 while something is stuck, 2 when an alert could not be sent (it is tried again at the next run).
     """
-    config = current_app.config
+    config = prepared()  # it records what it alerted, so it may write
     report, alerted = sender.monitor()
     if report["stuck"]:
         click.echo(alerts.outbox_text(alerts.site_name(config["SITE_URL"]), report, config["OUTBOX_STUCK_MINUTES"]))
@@ -153,7 +205,7 @@ def _when(timestamp) -> str:
 @click.option("--limit", default=50, show_default=True)
 def inquiry_list(limit):
     """The newest inquiries: reference, time, state (no personal details; use `show`)."""
-    for row in inquiries.recent(current_app.config["DATABASE"], limit):
+    for row in inquiries.recent(existing_database(), limit):
         flags = [
             flag
             for flag, on in (
@@ -174,7 +226,7 @@ def inquiry_list(limit):
 @click.argument("reference")
 def inquiry_show(reference):
     """Everything stored for one inquiry."""
-    row = inquiries.find(current_app.config["DATABASE"], reference)
+    row = inquiries.find(existing_database(), reference)
     if row is None:
         raise click.ClickException(f"No inquiry {reference}.")
     click.echo(f"Reference: {row['reference']}\nSubmitted: {_when(row['submitted_at'])}\nState: {row['state']}")
@@ -198,8 +250,9 @@ def inquiry_show(reference):
 @click.argument("reference")
 def inquiry_release(reference):
     """Deliver a quarantined (or failed) inquiry as a normal one."""
-    domain = mailer.sender_domain(current_app.config["MAIL_DEFAULT_SENDER"])
-    if not inquiries.release(current_app.config["DATABASE"], reference, domain):
+    config = prepared()
+    domain = mailer.sender_domain(config["MAIL_DEFAULT_SENDER"])
+    if not inquiries.release(config["DATABASE"], reference, domain):
         raise click.ClickException(f"{reference} is not a quarantined or failed inquiry with its details.")
     click.echo(f"{reference.upper()} will be delivered by the outbox sender.")
 
@@ -209,9 +262,9 @@ def inquiry_release(reference):
 def inquiry_delete(reference):
     """Erase one inquiry's personal details at the visitor's request (the reference remains)."""
     try:
-        erased = inquiries.erase(current_app.config["DATABASE"], reference)
+        erased = inquiries.erase(prepared()["DATABASE"], reference)
     except inquiries.BeingSent:
-        raise click.ClickException(f"{reference} is being emailed right now; try again in a minute.") from None
+        raise Failed(f"{reference} is being emailed right now; try again in a minute.") from None
     if not erased:
         raise click.ClickException(f"No inquiry {reference} with details left to erase.")
     click.echo(f"Erased the details of {reference.upper()}.")
@@ -220,6 +273,7 @@ def inquiry_delete(reference):
 @inquiry_cli.command("purge")
 def inquiry_purge():
     """Apply the retention period now."""
+    prepared()
     erased = sender.apply_retention()
     click.echo(f"Erased the details of {len(erased)} inquiries.")
 
@@ -227,36 +281,61 @@ def inquiry_purge():
 @inquiry_cli.command("digest")
 def inquiry_digest():
     """Send the office the summary of requests held as possible spam."""
+    prepared()
     try:
         count = sender.send_digest()
     except (mailer.TransientError, mailer.PermanentError) as error:
-        raise click.ClickException(f"The digest could not be sent: {error}") from None
+        raise Failed(f"The digest could not be sent: {error}") from None
     click.echo(f"Digest sent with {count} inquiries." if count else "Nothing held since the last digest.")
 
 
 @inquiry_cli.command("verify")
 @click.argument("file", type=click.File("rb"))
 def inquiry_verify(file):
-    """Check that an email (.eml, or - for standard input) was made by this site and not changed.
+    """Check an email saved as a file (.eml, or Outlook's .txt; - reads standard input) against the
+    website's signature, and print what can be trusted.
 
-    Also checks its Subject and Reply-To against the signed inquiry, and prints what was checked.
+    Exits 0 when the email is as the website sent it; 1 when it is not authentic; 3 when the inquiry is
+    authentic but the email carries additions the signature does not cover (they are printed apart);
+    2 when it could not be checked. Creates nothing on disk.
     """
-    verdict = signing.verify_message(current_app.config["INQUIRY_SIGNING_KEYS"], file.read())
-    if not verdict.authentic:
-        click.echo(f"NOT AUTHENTIC: {verdict.reason}.", err=True)
-        sys.exit(1)
-    click.echo(f"Authentic: inquiry {verdict.reference}, submitted {verdict.submitted}.")
-    for line in verdict.fields:
+    keys = current_app.config["INQUIRY_SIGNING_KEYS"]
+    if not keys:
+        raise Failed(
+            "No signing keys are configured, so nothing was checked. On the server, run this through the "
+            "deployment's wrapper, which loads the site's settings: deploy/rsct-flask inquiry verify - < FILE"
+        )
+    report = verify.check_email(keys, file.read())
+    if report.status == verify.NOT_AUTHENTIC:
+        click.echo(f"NOT AUTHENTIC: {report.reason}.", err=True)
+        if report.hint:
+            click.echo(f"What to do: {report.hint}", err=True)
+        sys.exit(report.status)
+    inquiry = report.inquiry
+    click.echo(f"Authentic: inquiry {inquiry.reference}, submitted {inquiry.submitted}.")
+    for line in inquiry.fields:
         click.echo(f"  {line}")
+    if report.status == verify.AUTHENTIC:
+        click.echo("Everything in this email is as the website sent it.")
+        return
+    click.echo("")
+    click.echo("NOT COVERED BY THE SIGNATURE - added after the website sent the email; do not act on it:")
+    for what, text in report.uncovered:
+        click.echo(f"- {what}:")
+        for line in text.split("\n"):
+            click.echo(f"    {line}")
+    click.echo("Only the inquiry lines printed at the top can be trusted.")
+    sys.exit(report.status)
 
 
-@click.command("backup")
+@click.command("backup", cls=Command)
 @click.argument("destination", type=click.Path(dir_okay=False, writable=True))
 def backup(destination):
     """Copy the database safely while the site runs (SQLite's online backup)."""
+    database = existing_database()
     if not os.path.exists(destination):
         os.close(os.open(destination, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only, like the original
-    with storage.opened(current_app.config["DATABASE"]) as source:
+    with storage.opened(database) as source:
         target = sqlite3.connect(destination)
         try:
             source.backup(target)
@@ -265,13 +344,20 @@ def backup(destination):
     click.echo(f"Backed up to {destination} at {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}.")
 
 
-@click.command("security-headers")
+@click.command("setup", cls=Command)
+def setup():
+    """Create the instance folder, development secrets and database, or bring the database up to date."""
+    config = prepared()
+    click.echo(f"Ready: database {config['DATABASE']} is up to date.")
+
+
+@click.command("security-headers", cls=Command)
 def security_headers():
     """Print the app's security headers as nginx directives (for deploy/nginx)."""
     click.echo(security.nginx_snippet(current_app.config), nl=False)
 
 
-smime_cli = AppGroup("smime", help="Check and make the S/MIME certificate that signs the office's emails.")
+smime_cli = Commands("smime", help="Check and make the S/MIME certificate that signs the office's emails.")
 
 
 @smime_cli.command("check")
@@ -322,7 +408,7 @@ def smime_new_ca(folder, name):
     try:
         cert_path, key_path = smime.new_ca(folder, name)
     except FileExistsError as error:
-        raise click.ClickException(f"{error.filename} exists already; nothing was changed.") from None
+        raise Failed(f"{error.filename} exists already; nothing was changed.") from None
     click.echo(f"Wrote {cert_path} (give this to the office's mail programs) and {key_path} (keep it offline).")
 
 
@@ -337,7 +423,7 @@ def smime_new_signer(folder, ca_cert, ca_key, address):
     try:
         cert_path, key_path = smime.new_signer(folder, ca_cert, ca_key, address)
     except FileExistsError as error:
-        raise click.ClickException(f"{error.filename} exists already; nothing was changed.") from None
+        raise Failed(f"{error.filename} exists already; nothing was changed.") from None
     click.echo(f"Wrote {cert_path} and {key_path}: set FLASK_SMIME_SIGNER_CERT and FLASK_SMIME_SIGNER_KEY to them.")
 
 
@@ -355,12 +441,12 @@ def smime_new_office_identity(folder, address, ca_cert, ca_key, password):
     if bool(ca_cert) != bool(ca_key):
         raise click.UsageError("give both --ca-cert and --ca-key, or neither (self-signed)")
     if len(password) < 12:
-        raise click.ClickException("Use a password of at least 12 characters: it alone protects the office's key.")
+        raise Failed("Use a password of at least 12 characters: it alone protects the office's key.")
     address = address or current_app.config["INQUIRY_RECIPIENT"]
     try:
         p12, cert = smime.new_office_identity(folder, address, password, ca_cert, ca_key)
     except FileExistsError as error:
-        raise click.ClickException(f"{error.filename} exists already; nothing was changed.") from None
+        raise Failed(f"{error.filename} exists already; nothing was changed.") from None
     click.echo(
         f"Wrote {p12} (import it into each mail program that reads the office mailbox, and keep a backup copy:"
         f" without it sealed inquiries cannot be read) and {cert} (copy this one to the server and set"

@@ -43,11 +43,14 @@ def main() -> int:
         flush=True,
     )
 
+    flask = [sys.executable, "-m", "flask", "--app", "app"]
+    # The instance folder, development secrets and database, made (or migrated) once before both start.
+    if subprocess.run([*flask, "setup"], env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        return 2
     stopping = []
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopping.append(True))
     terminal = _take_terminal()
-    flask = [sys.executable, "-m", "flask", "--app", "app"]
     children = [
         subprocess.Popen([*flask, "outbox", "run"], env=env, process_group=0, preexec_fn=_end_with_parent),
         subprocess.Popen([*flask, "run", "--port", port], env=env, process_group=0, preexec_fn=_end_with_parent),

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr
 from zoneinfo import ZoneInfo
 
 from flask import current_app, render_template
@@ -59,33 +59,45 @@ def local_time(timestamp: float) -> str:
     return f"{local:%A, %B %-d, %Y at %-I:%M %p %Z} ({moment:%Y-%m-%dT%H:%M:%SZ})"
 
 
+WAYS_BACK = {"call": "call back", "text": "text back", "email": "reply by email"}
+
+
+def subject_for(reference: str, contact_method: str | None) -> str:
+    """The Subject: the reference and the way back, which let staff triage and identify no one."""
+    return f"Website inquiry {reference} - {WAYS_BACK.get(contact_method, 'get in touch')}"
+
+
 def inquiry_message(
     reference: str, submitted_at: float, fields: dict, possibly_automated: bool, message_id: str
 ) -> Message:
-    """The signed email for one inquiry. Only the reference reaches a header; visitor data stays in the body."""
+    """The signed email for one inquiry. Only the reference reaches a header; visitor data stays in the body,
+    except Reply-To when the visitor asked for email.
+
+    The signature line covers the whole text above it, which also states the Subject and From
+    address (see rsct.signing); every line is fit to be quoted back to the visitor on Reply.
+    """
     config = current_app.config
-    block = render_template(
-        "mail/_inquiry_block.txt",
+    subject = subject_for(reference, fields.get("contact_method"))
+    body = render_template(
+        "mail/inquiry.txt",
+        subject=subject,
         reference=reference,
         submitted=local_time(submitted_at),
         fields=fields,
         possibly_automated=possibly_automated,
+        method=fields.get("contact_method"),
         method_label=LABELS.get(fields.get("contact_method"), "not given"),
         best_time_label=LABELS.get(fields.get("best_time")),
         for_whom_label=LABELS.get(fields.get("for_whom")),
-    )
-    reply_to = fields.get("email") if fields.get("contact_method") == "email" else None
-    body = render_template(
-        "mail/inquiry.txt",
-        block=block,
-        reply_to=reply_to,
-        signature=signing.signature(config["INQUIRY_SIGNING_KEYS"], block),
+        sender_address=parseaddr(config["MAIL_DEFAULT_SENDER"])[1],
         office=office,
     )
+    body = signing.canonical(body)
+    reply_to = fields.get("email") if fields.get("contact_method") == "email" else None
     message = PlainMessage(
-        subject=f"Website inquiry {reference}",
+        subject=subject,
         recipients=[config["INQUIRY_RECIPIENT"]],
-        body=body,
+        body=body + "\n" + signing.signature_line(config["INQUIRY_SIGNING_KEYS"], body) + "\n",
         sender=config["MAIL_DEFAULT_SENDER"],
         reply_to=reply_to,
     )
@@ -169,12 +181,21 @@ def digest_message(items: list[dict]) -> Message:
 
 
 class PlainMessage(Message):
-    """A Flask-Mail message whose text is quoted-printable, so no line exceeds SMTP's limit.
+    """A Flask-Mail message whose text is quoted-printable, so no line exceeds SMTP's limit, and whose
+    Date is in the office's time zone, like the times in the body.
 
-    Flask-Mail registers UTF-8 as 8bit, which would send a long note as one over-long line.
+    Flask-Mail registers UTF-8 as 8bit, which would send a long note as one over-long line; its Date
+    is in the server's time zone (UTC on most servers).
     """
 
     smime_signer = None  # set by deliver() when S/MIME signing is configured
+
+    def _message(self):
+        message = super()._message()
+        del message["Date"]
+        moment = datetime.fromtimestamp(self.date or time.time(), ZoneInfo(office.TIME_ZONE))
+        message["Date"] = format_datetime(moment)
+        return message
 
     def _mimetext(self, text, subtype="plain"):
         charset = email.charset.Charset("utf-8")

@@ -1,57 +1,45 @@
-"""Sign the inquiry block of an email, and check a received email against that signature.
+"""Sign the text of an inquiry email, and check a signed text read back from a received email.
 
-The signature covers the text between the BEGIN and END lines: the reference, the time
-and every field value shown. Checking reads that text back from the decoded plain text, so
-a gateway may re-encode the message (base64, CRLF, format=flowed), add a banner around the
-block or add a banner as a separate plain-text part. What the signature cannot cover is
-checked against the verified block instead:
+Two formats exist:
 
-- the email holds exactly one BEGIN line, in all of its plain-text parts together, so no
-  second (forged) block can sit next to the genuine one;
-- the Subject names the block's reference and no other;
-- Reply-To is the block's email address when the visitor asked for email, and absent otherwise.
+- v2 (written now): the signature covers the whole plain-text body the site writes, from the
+  BEGIN line (the body's first line) to the line above the signature line (its last). The body
+  also states what the headers must say: its second line is the Subject, its footer names the
+  From address, and its PREFERRED CONTACT and Email lines decide Reply-To. The signature line
+  carries two values: one over the exact lines, and a shorter one over the words alone, so that
+  a copy whose lines a mail program re-wrapped can be told from a changed one.
+- v1 (emails sent before v2): the signature covers only the block between the BEGIN and END lines.
+
+Reading a received email (its parts, headers and additions) is rsct.verify's job.
 """
 
-import email
 import hashlib
+import hmac
 import re
 from dataclasses import dataclass
-from email import policy
-from email.message import EmailMessage
-from email.utils import getaddresses
 
 from itsdangerous import Signer
 
 SALT = "rsct.inquiry-email.v1"
+SALT_V2 = "rsct.inquiry-email.v2"
+WORDS_SALT_V2 = "rsct.inquiry-email.v2.words"
+# base64 characters kept of each value (192 and 96 bits), so the signature line stays under 64 characters
+# and no mail program re-wraps it.
+EXACT_LENGTH, WORDS_LENGTH = 32, 16
 BEGIN = "----- BEGIN INQUIRY -----"
 END = "----- END INQUIRY -----"
 SIGNATURE_LABEL = "Signature: "
 SIGNED_BLOCK = re.compile(
     f"^{re.escape(BEGIN)}\n(.*?)\n{re.escape(END)}\n{re.escape(SIGNATURE_LABEL)}(\\S+)$", re.M | re.S
 )
+SIGNATURE_V2 = re.compile(r"^Signature: v2\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$")
+SENDER_LINE = re.compile(r"^Sent by the website from (\S+@\S+)\.$")
 REFERENCE_TOKEN = re.compile(r"RSCT-[A-Z0-9]+", re.I)  # broad on purpose: any look-alike counts
 
 
-@dataclass(frozen=True)
-class Verdict:
-    authentic: bool
-    reason: str
-    reference: str = ""
-    submitted: str = ""
-    fields: tuple[str, ...] = ()  # the block's other lines, as signed ("Name: ...", "  | ...")
-
-    def value(self, label: str) -> str:
-        return line_value(self.fields, label)
-
-
-def line_value(lines, label: str) -> str:
-    """The value of the first "Label: value" line ("" when there is none)."""
-    return next((line[len(label) + 2 :] for line in lines if line.startswith(label + ": ")), "")
-
-
-def _signer(keys: list[str]) -> Signer:
+def _signer(keys: list[str], salt: str = SALT) -> Signer:
     # itsdangerous signs with the last key and accepts any of them: rotation adds a key at the end.
-    return Signer(keys, salt=SALT, key_derivation="hmac", digest_method=hashlib.sha256)
+    return Signer(keys, salt=salt, key_derivation="hmac", digest_method=hashlib.sha256)
 
 
 def tidy_lines(text: str) -> str:
@@ -60,17 +48,93 @@ def tidy_lines(text: str) -> str:
 
 
 def canonical(block: str) -> str:
-    """The block as signed: tidy lines, no blank lines at either end."""
+    """The text as signed: tidy lines, no blank lines at either end."""
     return tidy_lines(block).strip("\n")
 
 
+def words(text: str) -> str:
+    """The text with every run of white space (line breaks included) made one space."""
+    return " ".join(text.split())
+
+
+# --- v2: the whole body ------------------------------------------------------------------------
+
+
+def _value(key: str, salt: str, text: str, length: int) -> str:
+    return _signer([key], salt).get_signature(text.encode("utf-8")).decode("ascii")[:length]
+
+
+def signature_line(keys: list[str], body: str) -> str:
+    """The v2 signature line for a body (everything the site writes above that line), made with the last key."""
+    text = canonical(body)
+    exact = _value(keys[-1], SALT_V2, text, EXACT_LENGTH)
+    return f"{SIGNATURE_LABEL}v2.{exact}.{_value(keys[-1], WORDS_SALT_V2, words(text), WORDS_LENGTH)}"
+
+
+def check_body(keys: list[str], body: str, line: str) -> str:
+    """ "exact" when the signature line covers this body; "words" when only the words match (the lines
+    were re-wrapped or spaced differently); "" when neither does."""
+    found = SIGNATURE_V2.match(line.strip())
+    if not found or not keys:
+        return ""
+    text = canonical(body)
+    if any(hmac.compare_digest(_value(key, SALT_V2, text, EXACT_LENGTH), found.group(1)) for key in keys):
+        return "exact"
+    if any(hmac.compare_digest(_value(key, WORDS_SALT_V2, words(text), WORDS_LENGTH), found.group(2)) for key in keys):
+        return "words"
+    return ""
+
+
+# --- v1: the block only --------------------------------------------------------------------------
+
+
 def signature(keys: list[str], block: str) -> str:
-    """The signature line's value for an inquiry block (the BEGIN and END lines included or not)."""
+    """The v1 signature line's value for an inquiry block (the BEGIN and END lines included or not)."""
     inner = canonical(block).removeprefix(BEGIN).removesuffix(END)
     return _signer(keys).get_signature(canonical(inner).encode("utf-8")).decode("ascii")
 
 
-# --- reading the text back ---------------------------------------------------------------------
+def check_block(keys: list[str], block: str, value: str) -> bool:
+    """Whether a v1 signature value covers this block (the text between BEGIN and END)."""
+    return bool(keys) and _signer(keys).verify_signature(
+        canonical(block).encode("utf-8"), value.encode("ascii", "replace")
+    )
+
+
+# --- the block's lines -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inquiry:
+    """The signed lines of one inquiry, as the office may trust them."""
+
+    lines: tuple[str, ...]  # between the BEGIN and END lines
+
+    def value(self, label: str) -> str:
+        return line_value(self.lines, label)
+
+    @property
+    def reference(self) -> str:
+        return self.value("Reference")
+
+    @property
+    def submitted(self) -> str:
+        return self.value("Submitted")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The lines other than the reference and the time (and, in v2, the subject line)."""
+        return tuple(
+            line for line in self.lines if not line.startswith(("Reference: ", "Submitted: ", "Website inquiry "))
+        )
+
+
+def line_value(lines, label: str) -> str:
+    """The value of the first "Label: value" line ("" when there is none)."""
+    return next((line[len(label) + 2 :] for line in lines if line.startswith(label + ": ")), "")
+
+
+# --- undoing format=flowed ----------------------------------------------------------------------
 
 
 def unflow(text: str, delsp: bool) -> str:
@@ -91,90 +155,3 @@ def unflow(text: str, delsp: bool) -> str:
     if pending:
         lines.append(pending)
     return "\n".join(lines)
-
-
-def plain_text(part: EmailMessage) -> str:
-    """One text/plain part decoded: LF line ends, format=flowed undone, no trailing spaces."""
-    text = part.get_content().replace("\r\n", "\n").replace("\r", "\n")
-    if str(part.get_param("format", "")).lower() == "flowed":
-        text = unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
-    return tidy_lines(text)
-
-
-def begin_lines(text: str) -> int:
-    return sum(line.strip() == BEGIN for line in text.split("\n"))
-
-
-# --- checking -------------------------------------------------------------------------------------
-
-
-def verify_text(keys: list[str], text: str) -> Verdict:
-    """Check the one inquiry block and its signature in a decoded plain text."""
-    text = tidy_lines(text)
-    if begin_lines(text) > 1:
-        return Verdict(False, "this email holds more than one inquiry block (BEGIN INQUIRY line)")
-    found = SIGNED_BLOCK.search(text)
-    if not found:
-        return Verdict(False, "no signed inquiry block was found in this email")
-    block, sig = canonical(found.group(1)), found.group(2)
-    if not _signer(keys).verify_signature(block.encode("utf-8"), sig.encode("ascii", "replace")):
-        return Verdict(
-            False,
-            "the signature does not match: the inquiry was changed, or it was not made with this site's signing keys",
-        )
-    return verdict_for(block)
-
-
-def verdict_for(block: str) -> Verdict:
-    """An authentic verdict carrying the verified block's lines."""
-    lines = block.split("\n")
-    fields = tuple(line for line in lines if not line.startswith(("Reference: ", "Submitted: ")))
-    return Verdict(True, "authentic", line_value(lines, "Reference"), line_value(lines, "Submitted"), fields)
-
-
-def subject_problem(message: EmailMessage, reference: str) -> str:
-    """Why the Subject does not belong to this inquiry ("" when it does). A gateway may prefix it."""
-    subjects = message.get_all("Subject") or []
-    if len(subjects) != 1:
-        return f"the email has {len(subjects)} Subject headers instead of one"
-    if not reference or set(REFERENCE_TOKEN.findall(str(subjects[0]))) != {reference}:
-        return f"the Subject does not name this inquiry's reference {reference}, or names another one"
-    return ""
-
-
-def same_address(received: str, signed: str) -> bool:
-    """The same mailbox: the local part exactly, the domain in any case."""
-    local, at, domain = received.rpartition("@")
-    signed_local, signed_at, signed_domain = signed.rpartition("@")
-    return bool(at and signed_at and local) and local == signed_local and domain.lower() == signed_domain.lower()
-
-
-def reply_to_problem(message: EmailMessage, verdict: Verdict) -> str:
-    """Why Reply-To does not match the block's contact choice ("" when it does). Gateways add none."""
-    headers = [str(header) for header in message.get_all("Reply-To") or []]
-    if verdict.value("PREFERRED CONTACT") != "EMAIL":
-        return "the email has a Reply-To header, but the visitor did not ask for email" if headers else ""
-    if not headers:
-        return "the Reply-To header is missing, but the visitor asked for email"
-    addresses = getaddresses(headers)
-    if len(addresses) != 1 or not same_address(addresses[0][1], verdict.value("Email")):
-        return "the Reply-To header is not the visitor's email address shown in the inquiry"
-    return ""
-
-
-def verify_message(keys: list[str], raw: bytes) -> Verdict:
-    """Check an email as received (the bytes of an .eml file): block, signature and headers."""
-    message = email.message_from_bytes(raw, policy=policy.default)
-    try:
-        texts = [plain_text(part) for part in message.walk() if part.get_content_type() == "text/plain"]
-    except (LookupError, UnicodeError, ValueError) as error:
-        return Verdict(False, f"a plain-text part could not be decoded ({error.__class__.__name__})")
-    if not texts:
-        return Verdict(False, "this email has no plain-text part")
-    if sum(begin_lines(text) for text in texts) > 1:
-        return Verdict(False, "this email holds more than one inquiry block (BEGIN INQUIRY line)")
-    verdict = verify_text(keys, next((text for text in texts if begin_lines(text)), ""))
-    if not verdict.authentic:
-        return verdict
-    problem = subject_problem(message, verdict.reference) or reply_to_problem(message, verdict)
-    return Verdict(False, problem, verdict.reference, verdict.submitted) if problem else verdict

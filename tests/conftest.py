@@ -15,6 +15,7 @@ from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 from app import create_app
+from rsct import instance
 
 from helpers import ROOT, Receiver, Visitor, new_context, require_tool
 from smtp_servers import Inbox, running_smtp, smtp_settings
@@ -45,12 +46,15 @@ def clean_environment(monkeypatch):
 
 @pytest.fixture
 def make_app(tmp_path):
-    """Build a testing app on its own instance folder; keyword arguments override settings."""
+    """Build a testing app on its own instance folder, prepared as `flask --app app setup` would (folder,
+    secrets, database); keyword arguments override settings."""
 
     def build(**overrides):
         settings = {"CONFIG_NAME": "testing", "INSTANCE_PATH": str(tmp_path / "instance")}
         settings.update(overrides)
-        return create_app(settings)
+        app = create_app(settings)
+        instance.prepare(app.config)
+        return app
 
     return build
 
