@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import alerts, inquiries, instance, mailer, outbox, security, sender, smime, storage, verify
 
@@ -345,6 +345,7 @@ def backup(destination):
 
 
 @click.command("setup", cls=Command)
+@with_appcontext
 def setup():
     """Create the instance folder, development secrets and database, or bring the database up to date."""
     config = prepared()

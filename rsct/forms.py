@@ -170,12 +170,15 @@ class ContactForm(FlaskForm):
         return valid and not self.non_text
 
     def validate_phone(self, field):
-        """Need a phone number for a call or a text; accept any number phonenumbers finds valid."""
+        """Need a phone number for a call or a text; accept any number phonenumbers finds valid, and for a
+        text only one that can receive texts."""
         if not field.data:
             if self.contact_method.data in NEEDS_PHONE:
                 raise ValidationError("Please give a phone number so we can call or text you.")
             return
         normalise_phone(field.data)
+        if self.contact_method.data == "text":
+            check_textable(field.data)
 
     def validate_email(self, field):
         """Need an email address when email is the chosen way; check its form, never DNS."""
@@ -218,6 +221,24 @@ def normalise_email(text: str) -> str:
         raise ValidationError(
             "This doesn't look like an email address. Please check it, for example name@example.com."
         ) from None
+
+
+def check_textable(text: str) -> None:
+    """Refuse, kindly, a number that cannot receive a text: one with an extension, or a landline.
+
+    Only numbers phonenumbers types as FIXED_LINE are refused; most US numbers are FIXED_LINE_OR_MOBILE.
+    """
+    number = phonenumbers.parse(text, "US")
+    if number.extension:
+        raise ValidationError(
+            "A text message can't reach a number with an extension. "
+            "Please give a mobile number, or choose a phone call instead."
+        )
+    if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
+        raise ValidationError(
+            "This looks like a landline, which can't receive text messages. "
+            "Please give a mobile number, or choose a phone call instead."
+        )
 
 
 def normalise_phone(text: str) -> str:

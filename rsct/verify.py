@@ -66,13 +66,26 @@ class Refused(Exception):
 
 def check_email(keys: list[str], raw: bytes) -> Report:
     """Check a file as the office saved it: an email (.eml), or only its text (Outlook's .txt)."""
-    message = email.message_from_bytes(raw, policy=policy.default)
+    message = parse(raw)
     try:
         if not any(name in message for name in EMAIL_MARKERS):
             return _checked(keys, None, read_text_file(raw), [])
         return check_message(keys, message)
     except Refused as refusal:
         return Report(NOT_AUTHENTIC, str(refusal), refusal.hint)
+
+
+def parse(raw: bytes) -> EmailMessage:
+    """The email as a mail program reads it; headers in raw UTF-8 (RFC 6532, SMTPUTF8) are read as UTF-8."""
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    if not head.isascii():
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return email.message_from_string(raw.decode("utf-8", "surrogateescape"), policy=policy.default)
+    return email.message_from_bytes(raw, policy=policy.default)
 
 
 def check_message(keys: list[str], message: EmailMessage) -> Report:
@@ -126,6 +139,8 @@ def _checked(keys: list[str], message: EmailMessage | None, file_text: str | Non
 
 def _read_signed(keys: list[str], text: str):
     """(inquiry, text above, text below, format version, From address it names) from one decoded text."""
+    # A narrow re-wrap may have put the signature's value on a line of its own: join them back.
+    text = re.sub(r"(?m)^(Signature:)[ \t]*\n(v2\.)", r"\1 \2", text)
     lines = text.split("\n")
     ends = [i for i, line in enumerate(lines) if signing.SIGNATURE_V2.match(line.strip())]
     if ends:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import config
+from rsct import instance
 from app import create_app
 
 from helpers import ROOT
@@ -139,7 +140,10 @@ def test_alerts_go_over_https_or_to_this_machine_outside_production(tmp_path, ur
 
 
 def test_development_needs_no_settings_and_keeps_its_secret(tmp_path):
+    assert load(tmp_path)["INQUIRY_SIGNING_KEYS"] == []  # loading the settings makes nothing
+    assert not (tmp_path / "instance").exists()
     first = load(tmp_path)
+    instance.prepare(first)  # what the web app, the sender and `flask setup` do
     second = load(tmp_path)
     assert len(first["SECRET_KEY"]) >= 32
     assert first["SECRET_KEY"] == second["SECRET_KEY"]

@@ -154,7 +154,7 @@ def test_two_senders_at_once_deliver_each_inquiry_exactly_once(make_app, senders
     assert set(ids) == {row["message_id"] for row in rows}
     assert {row["reference"] for row in rows if row["state"] == "delivered"} == set(references)
     subjects = {received.message["Subject"] for received in messages}
-    assert subjects == {f"Website inquiry {reference}" for reference in references}
+    assert subjects == {f"Website inquiry {reference} - call back" for reference in references}
 
 
 def test_a_sender_killed_mid_run_loses_nothing(make_app, senders):

@@ -283,5 +283,5 @@ def test_delete_waits_while_the_inquiry_is_being_sent(make_app):
     with app.app_context():
         assert outbox.claim(app.config["DATABASE"], "sender-1", time.time(), 60) is not None
     result = app.test_cli_runner().invoke(args=["inquiry", "delete", reference])
-    assert result.exit_code == 1 and "being emailed right now" in result.output
+    assert result.exit_code == 2 and "being emailed right now" in result.output
     assert row(app, reference)["fields"] is not None
