@@ -280,13 +280,13 @@ def inquiry_purge():
 
 @inquiry_cli.command("digest")
 def inquiry_digest():
-    """Send the office the summary of requests held as possible spam."""
+    """Send the office its summary: requests held or refused, and references delivered (sent even when empty)."""
     prepared()
     try:
         count = sender.send_digest()
     except (mailer.TransientError, mailer.PermanentError) as error:
         raise Failed(f"The digest could not be sent: {error}") from None
-    click.echo(f"Digest sent with {count} inquiries." if count else "Nothing held since the last digest.")
+    click.echo(f"Digest sent, listing {count} held or refused requests." if count else "Digest sent: nothing held.")
 
 
 @inquiry_cli.command("verify")

@@ -8,6 +8,7 @@ import email.charset
 import email.policy
 import json
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -151,28 +152,53 @@ def send_inquiry(row) -> str:
     return deliver(message, row["reference"])
 
 
-def send_digest(items: list[dict]) -> str:
-    """Compose and send the digest of held and refused requests; returns where it went."""
-    return deliver(digest_message(items), f"digest-{time.strftime('%Y%m%d')}")
+def send_digest(items: list[dict], delivered: list[str]) -> str:
+    """Compose and send the digest; returns where it went."""
+    return deliver(digest_message(items, delivered), f"digest-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def digest_message(items: list[dict]) -> Message:
-    """One summary of the requests held as possible spam or refused by the mail server, so that a real
-    person is still called back."""
+HELD_REASONS = {
+    "honeypot field filled": "the automatic spam check held it: a hidden field that only robots see was filled in",
+}
+# The enhanced status code's class (RFC 3463) in plain words; the operator sees the server's own answer.
+REFUSALS = {
+    "5.1": "the office's mail server did not accept the office's address",
+    "5.2": "the office's mailbox was full or not available",
+    "5.3": "the office's mail server could not take a message of this kind or size",
+    "5.6": "the office's mail server could not take a message of this kind or size",
+    "5.7": "the office's mail server refused it for a security or spam rule",
+}
+
+
+def plain_reason(item: dict) -> str:
+    """Why a request did not arrive as a normal email, in words for the office, not SMTP codes."""
+    if item["state"] == "quarantined":
+        return HELD_REASONS.get(item["quarantine_reason"], "the automatic spam check held it")
+    enhanced = re.search(r"\b(5\.\d)\.\d{1,3}\b", item.get("last_error") or "")
+    refusal = REFUSALS.get(enhanced.group(1) if enhanced else "", "the office's mail server refused it")
+    return refusal + " (the website's operator can see the server's exact answer)"
+
+
+def digest_message(items: list[dict], delivered: list[str]) -> Message:
+    """The office's summary: requests held as possible spam or refused by the mail server (so that a real person
+    is still called back), and the references delivered since the last one (to compare with the inbox)."""
     config = current_app.config
     for item in items:
-        if item["fields"] is None:  # sealed: only the reference, time and reason; the inquiry is attached
-            item["submitted"] = local_time(item["submitted_at"])
-            continue
-        item["method_label"] = LABELS.get(item["fields"].get("contact_method"), "not given")
         item["submitted"] = local_time(item["submitted_at"])
-        text = " ".join((item["fields"].get("message") or "").split())
+        item["reason"] = plain_reason(item)
+        fields = item["fields"]
+        if fields is None:  # sealed: only the reference, time and reason; the inquiry is attached
+            continue
+        item["method_label"] = LABELS.get(fields.get("contact_method"), "not given")
+        item["best_time_label"] = LABELS.get(fields.get("best_time"))
+        item["for_whom_label"] = LABELS.get(fields.get("for_whom"))
+        text = " ".join((fields.get("message") or "").split())
         item["short_message"] = text[:200] + ("..." if len(text) > 200 else "")
     message = DigestMessage(
-        subject=f"Website requests to check by hand ({len(items)})",
+        subject=f"Website daily summary: {len(items)} to check by hand, {len(delivered)} delivered",
         recipients=[config["INQUIRY_RECIPIENT"]],
         sender=config["MAIL_DEFAULT_SENDER"],
-        body=render_template("mail/digest.txt", items=items),
+        body=render_template("mail/digest.txt", items=items, delivered=delivered),
     )
     # Like the inquiries' ids, on the office's domain, not the server's host name (Flask-Mail's default).
     message.msgId = make_msgid(domain=sender_domain(config["MAIL_DEFAULT_SENDER"]))

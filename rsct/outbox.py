@@ -160,9 +160,11 @@ def status(path: str, stuck_minutes: int, now: float | None = None) -> dict:
     }
 
 
-def send_digest(path: str, send: Callable[[list[dict]], object]) -> int:
-    """Send the office one summary of the requests held as spam, or refused by the mail server, since
-    the last one, with send(items); returns how many. A request is erased only after a digest has shown it."""
+def send_digest(path: str, send: Callable[[list[dict], list[str]], object]) -> int:
+    """Send the office its summary with send(held, delivered): the requests held as spam or refused by the mail
+    server since the last summary, and the references delivered since then. It goes out even when both are
+    empty, so the office notices a lead missing from the inbox, and notices when the summary stops.
+    Returns how many held or refused requests it listed; a request is erased only after a digest has shown it."""
     with storage.opened(path) as db:
         rows = db.execute(
             "SELECT i.id, i.reference, i.submitted_at, i.state, i.quarantine_reason, i.fields, i.sealed, o.last_error"
@@ -171,24 +173,31 @@ def send_digest(path: str, send: Callable[[list[dict]], object]) -> int:
             " AND (i.fields IS NOT NULL OR i.sealed IS NOT NULL)"
             " ORDER BY i.submitted_at"
         ).fetchall()
-    if not rows:
-        return 0
+        previous = db.execute("SELECT MAX(sent_at) FROM digests").fetchone()[0] or 0.0
+        delivered = [
+            r["reference"]
+            for r in db.execute(
+                "SELECT i.reference FROM inquiries i JOIN outbox o ON o.inquiry_id = i.id"
+                " WHERE o.delivered_at > ? ORDER BY o.delivered_at",
+                (previous,),
+            )
+        ]
     items = [
         {
             "reference": r["reference"],
             "submitted_at": r["submitted_at"],
             "fields": json.loads(r["fields"]) if r["fields"] else None,
             "sealed": r["sealed"],
-            "reason": r["quarantine_reason"]
-            if r["state"] == "quarantined"
-            else f"the mail server refused it ({r['last_error']})",
+            "state": r["state"],
+            "quarantine_reason": r["quarantine_reason"],
+            "last_error": r["last_error"],
         }
         for r in rows
     ]
-    send(items)
+    send(items, delivered)
     now = time.time()
     with storage.write(path) as db:
         db.executemany("UPDATE inquiries SET digest_sent_at = ? WHERE id = ?", [(now, r["id"]) for r in rows])
         db.execute("INSERT INTO digests (sent_at, inquiry_count) VALUES (?, ?)", (now, len(rows)))
-    log.info("Quarantine digest sent with %d inquiries", len(rows))
+    log.info("Digest sent with %d held or refused inquiries and %d delivered references", len(rows), len(delivered))
     return len(rows)
