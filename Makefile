@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 
 ## make run: set up and start the site and the mail sender with embedded defaults (PORT=5001 make run moves it).
-## rsct/devserver.py runs both and stops both cleanly on Ctrl-C or SIGTERM.
+## rsct/devserver.py runs `flask --app app setup`, then both, and stops both cleanly on Ctrl-C or SIGTERM.
 run: $(VENV)/.runtime
 	@PORT=$(PORT) exec $(BIN)/python -m rsct.devserver
 
