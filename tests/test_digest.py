@@ -5,9 +5,9 @@ import pathlib
 import re
 
 import pytest
+from smtp_servers import Inbox, body_text, db, running_smtp, smtp_settings, submit
 
 from rsct import sender
-from smtp_servers import Inbox, body_text, db, running_smtp, smtp_settings, submit
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from smtp_servers import VISITOR, Inbox, body_text, running_smtp, smtp_settings, submit
 
 from rsct import sender
-from smtp_servers import VISITOR, Inbox, body_text, running_smtp, smtp_settings, submit
 
 HTMX = {"HX-Request": "true"}
 LANDLINE = "+44 20 7946 0958"  # phonenumbers: FIXED_LINE

@@ -79,7 +79,8 @@ def raw_header(raw: bytes, name: str, value: str | None = None, keep: bool = Fal
     """The raw email with header `name` removed (unless keep) and, when value is given, a raw line added on top."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not keep:
-        head = re.sub(rb"(?mi)^" + re.escape(name.encode()) + rb":[^\r\n]*(\r\n[ \t][^\r\n]*)*(\r\n|$)", b"", head + b"\r\n")
+        field = rb"(?mi)^" + re.escape(name.encode()) + rb":[^\r\n]*(\r\n[ \t][^\r\n]*)*(\r\n|$)"
+        head = re.sub(field, b"", head + b"\r\n")
         head = head.rstrip(b"\r\n")
     if value is not None:
         head = f"{name}: {value}".encode() + b"\r\n" + head
