@@ -306,6 +306,8 @@ def inquiry_verify(file):
             "deployment's wrapper, which loads the site's settings: deploy/rsct-flask inquiry verify - < FILE"
         )
     report = verify.check_email(keys, file.read())
+    if report.status == verify.COULD_NOT_CHECK:
+        raise Failed(f"Could not check this file: {report.reason}.")
     if report.status == verify.NOT_AUTHENTIC:
         click.echo(f"NOT AUTHENTIC: {report.reason}.", err=True)
         if report.hint:

@@ -34,9 +34,12 @@ COVERED_HEADERS = ("From", "Reply-To", "Mail-Reply-To", "Mail-Followup-To", "Sub
 NEVER_WRITTEN = ("Mail-Reply-To", "Mail-Followup-To")
 EMAIL_MARKERS = ("MIME-Version", "Message-ID", "Date", "Received", "Content-Type")
 SMIME_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+# Gmail, Outlook (old and new: a rule of underscores above the original's From line), Apple Mail, Thunderbird.
 FORWARD_MARK = re.compile(
-    r"^\s*(-{2,}\s*(forwarded message|original message)\s*-{2,}|begin forwarded message:)\s*$", re.I | re.M
+    r"^\s*(-{2,}\s*(forwarded message|original message)\s*-{2,}|begin forwarded message:|_{10,}\n\s*from:.*)\s*$",
+    re.I | re.M,
 )
+OUTLOOK_MSG = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound-file signature of Outlook's .msg
 SAVE_HINT = (
     'Ask for the original email saved as a file (see "For office staff" in DEPLOY.md), '
     "not a forwarded or copied version, and check that one."
@@ -66,6 +69,12 @@ class Refused(Exception):
 
 def check_email(keys: list[str], raw: bytes) -> Report:
     """Check a file as the office saved it: an email (.eml), or only its text (Outlook's .txt)."""
+    if raw.startswith(OUTLOOK_MSG):
+        return Report(
+            COULD_NOT_CHECK,
+            "this is an Outlook .msg file, which this command does not read. In Outlook, open the email and use "
+            "File > Save As with the type Text Only (*.txt), or save it from Outlook on the web as .eml",
+        )
     message = parse(raw)
     try:
         if not any(name in message for name in EMAIL_MARKERS):
@@ -348,7 +357,8 @@ def _header_additions(message, inquiry: signing.Inquiry, version: int, sender: s
             (
                 "Forwarded email",
                 "This email was forwarded, so its sender, Subject and Reply-To are the forwarder's and not covered "
-                f"(From: {message.get('From', '')}; Subject: {message.get('Subject', '')}). Reach the visitor only "
+                f"(From: {message.get('From', '')}; Reply-To: {message.get('Reply-To', 'none')}; "
+                f"Subject: {message.get('Subject', '')}). Reach the visitor only "
                 "through the details in the inquiry lines.",
             )
         ]

@@ -156,13 +156,13 @@ def spam_report(raw: bytes) -> bytes:
     return outer.as_bytes()
 
 
-def forwarded_inline(raw: bytes) -> bytes:
+def forwarded_inline(raw: bytes, mark="---------- Forwarded message ---------") -> bytes:
     original, outer = parsed(raw), EmailMessage()
     outer["From"] = "Front Desk <desk@rsct.example.org>"
     outer["To"] = "manager@rsct.example.org"
     outer["Subject"] = "Fwd: " + original["Subject"]
     outer["Date"] = "Mon, 30 Nov 2026 09:00:00 -0500"
-    outer.set_content("Can you take this one?\n\n---------- Forwarded message ---------\n"
+    outer.set_content(f"Can you take this one?\n\n{mark}\n"
                       f"From: {original['From']}\nDate: {original['Date']}\nSubject: {original['Subject']}\n"
                       f"To: {original['To']}\n\n{text_of(raw)}")
     return outer.as_bytes()
@@ -265,6 +265,8 @@ CASES = [
     ("forwarded as an attachment", BY_EMAIL, forwarded_as_attachment, 3, "Please call this one back today."),
     ("forwarded inline", BY_EMAIL, forwarded_inline, 3, "This email was forwarded"),
     ("spam filter's report", BY_PHONE, spam_report, 3, "Spam detection software"),
+    ("forwarded inline by new Outlook", BY_PHONE, lambda r: forwarded_inline(r, "_" * 32), 3,
+     "This email was forwarded"),
     ("unsigned correction below", BY_PHONE,
      lambda r: with_text(r, lambda t: t + "\nCORRECTION: please call 203-555-0199 instead.\n"), 3,
      "CORRECTION: please call 203-555-0199 instead."),
@@ -420,6 +422,13 @@ def test_read_only_commands_create_nothing(tmp_path, args):
     result = app.test_cli_runner().invoke(args=args, input=b"Subject: x\n\nhello\n")
     assert result.exit_code == 2, result.output
     assert not fresh.exists()
+
+
+def test_outlook_msg_file_exits_2_with_the_way_to_save_instead(app, tmp_path):
+    saved = tmp_path / "inquiry.msg"
+    saved.write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") + b"\0" * 504)
+    result = app.test_cli_runner().invoke(args=["inquiry", "verify", str(saved)])
+    assert result.exit_code == 2 and "Text Only (*.txt)" in result.output
 
 
 def test_unreadable_file_exits_2(app, tmp_path):
