@@ -34,6 +34,7 @@ COVERED_HEADERS = ("From", "Reply-To", "Mail-Reply-To", "Mail-Followup-To", "Sub
 NEVER_WRITTEN = ("Mail-Reply-To", "Mail-Followup-To")
 EMAIL_MARKERS = ("MIME-Version", "Message-ID", "Date", "Received", "Content-Type")
 SMIME_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+ENCRYPTED_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 # Gmail, Outlook (old and new: a rule of underscores above the original's From line), Apple Mail, Thunderbird.
 FORWARD_MARK = re.compile(
     r"^\s*(-{2,}\s*(forwarded message|original message)\s*-{2,}|begin forwarded message:|_{10,}\n\s*from:.*)\s*$",
@@ -76,6 +77,12 @@ def check_email(keys: list[str], raw: bytes) -> Report:
             "File > Save As with the type Text Only (*.txt), or save it from Outlook on the web as .eml",
         )
     message = parse(raw)
+    if message.get_content_type() in ENCRYPTED_TYPES:
+        return Report(
+            COULD_NOT_CHECK,
+            "this email is sealed (encrypted for the office), so the server cannot read it. Open it in the office's "
+            "mail program, which checks its S/MIME signature; or save it from there once opened, and check that file",
+        )
     try:
         if not any(name in message for name in EMAIL_MARKERS):
             return _checked(keys, None, read_text_file(raw), [])

@@ -213,6 +213,8 @@ def test_a_sealed_inquiry_is_read_by_openssl_and_gpgsm_and_verifies(make_app, ke
     assert openssl_verifies(inner, keys["ca"], tmp_path)
     result = verify_cli(app, inner, tmp_path)
     assert result.exit_code == 0, result.output
+    sealed = verify_cli(app, raw, tmp_path)  # as saved before the mail program opened it: nothing to read
+    assert sealed.exit_code == 2 and "sealed (encrypted for the office)" in sealed.output
     assert gpgsm_reads(raw, keys, tmp_path).replace(b"\r\n", b"\n") == inner.replace(b"\r\n", b"\n")
 
 
