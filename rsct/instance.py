@@ -32,8 +32,12 @@ def prepare_on_first_request(app) -> None:
         if not done:
             with lock:
                 if not done:
-                    prepare(app.config)
-                    done.append(True)
+                    try:
+                        prepare(app.config)
+                        done.append(True)
+                    except (storage.StorageError, OSError):
+                        # Pages are still served; the form answers with its kind "could not be saved" page.
+                        app.logger.exception("The instance folder or database could not be prepared; trying again")
         return wsgi_app(environ, start_response)
 
     app.wsgi_app = first_request_prepares

@@ -17,7 +17,6 @@ from email.message import EmailMessage, MIMEPart
 
 import pytest
 
-from app import create_app
 from rsct import signing, verify
 
 from helpers import ROOT, Visitor, body_text
@@ -414,16 +413,6 @@ def test_without_keys_verify_exits_2_and_creates_nothing(tmp_path, smtp_app, gen
     assert not fresh.exists()
 
 
-@pytest.mark.parametrize("args", [["outbox", "status"], ["inquiry", "list"], ["inquiry", "show", "RSCT-ABCDEF"],
-                                  ["inquiry", "verify", "-"]])
-def test_read_only_commands_create_nothing(tmp_path, args):
-    fresh = tmp_path / "fresh"
-    app = create_app({"CONFIG_NAME": "testing", "INSTANCE_PATH": str(fresh)})
-    result = app.test_cli_runner().invoke(args=args, input=b"Subject: x\n\nhello\n")
-    assert result.exit_code == 2, result.output
-    assert not fresh.exists()
-
-
 def test_outlook_msg_file_exits_2_with_the_way_to_save_instead(app, tmp_path):
     saved = tmp_path / "inquiry.msg"
     saved.write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") + b"\0" * 504)
@@ -434,20 +423,6 @@ def test_outlook_msg_file_exits_2_with_the_way_to_save_instead(app, tmp_path):
 def test_unreadable_file_exits_2(app, tmp_path):
     result = app.test_cli_runner().invoke(args=["inquiry", "verify", str(tmp_path / "missing.eml")])
     assert result.exit_code == 2
-
-
-def test_first_request_and_setup_create_the_instance(tmp_path):
-    fresh = tmp_path / "fresh"
-    app = create_app({"CONFIG_NAME": "testing", "INSTANCE_PATH": str(fresh)})
-    assert not fresh.exists()
-    assert app.test_client().get("/contact").status_code == 200
-    assert (fresh / "rsct.sqlite3").exists() and (fresh / "signing_key").exists()
-    other = tmp_path / "other"
-    app = create_app({"CONFIG_NAME": "testing", "INSTANCE_PATH": str(other)})
-    result = app.test_cli_runner().invoke(args=["setup"])
-    assert result.exit_code == 0, result.output
-    assert (other / "rsct.sqlite3").exists()
-    assert app.test_cli_runner().invoke(args=["outbox", "status"]).exit_code == 0
 
 
 def test_base64_gateway_copy_keeps_no_encoded_text_visible(smtp_app, genuine):
