@@ -429,3 +429,30 @@ def test_base64_gateway_copy_keeps_no_encoded_text_visible(smtp_app, genuine):
     """Control for the table: the base64 copy really has no readable block in its raw bytes."""
     raw = with_text(genuine(**BY_EMAIL), cte="base64")
     assert b"Reference:" not in raw and base64.b64decode(raw.partition(b"\n\n")[2] or b"==", validate=False)
+
+
+def test_damaged_emails_never_crash_the_check(smtp_app, genuine):
+    """Bad input never crashes anything: random damage to real emails (bytes changed, cut or inserted) always
+    gets an answer, and never "authentic" for a changed inquiry line."""
+    import random
+    keys = smtp_app.config["INQUIRY_SIGNING_KEYS"]
+    raw = genuine(**BY_EMAIL)
+    rng = random.Random(9)
+    pieces = [b"\r\n", b"--", b"\x00", b"\xff", b"Content-Type: message/rfc822\r\n", b"Content-Type: text/html\r\n",
+              b"Reply-To: a@b\r\n", b"=?utf-8?q?", b"<"]
+    for base in (raw, forwarded_as_attachment(raw), with_html(raw, html_copy(text_of(raw)))):
+        for _ in range(150):
+            damaged = bytearray(base)
+            for _ in range(rng.randint(1, 12)):
+                at = rng.randrange(len(damaged))
+                choice = rng.random()
+                if choice < 0.4:
+                    damaged[at] = rng.randrange(256)
+                elif choice < 0.7:
+                    del damaged[at:at + rng.randint(1, 30)]
+                else:
+                    damaged[at:at] = rng.choice(pieces)
+            report = verify.check_email(keys, bytes(damaged))
+            assert report.status in (0, 1, 2, 3)
+            if report.status in (0, 3):
+                assert report.inquiry.value("Email") == VISITOR_EMAIL
