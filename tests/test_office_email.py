@@ -133,6 +133,18 @@ def test_text_message_contact_refuses_numbers_that_cannot_receive_texts(smtp_app
     assert "PREFERRED CONTACT: TEXT MESSAGE" in body_text(message) and "Phone: +44 7911 123456" in body_text(message)
 
 
+def test_choosing_text_after_typing_a_landline_shows_the_message_at_once(client):
+    response = client.post("/contact/check/contact_method", data={"contact_method": "text", "phone": LANDLINE},
+                           headers=HTMX)
+    assert "which can&#39;t receive text messages" in response.text or "which can't receive" in response.text
+
+
+def test_email_guidance_when_messages_must_not_mention_rsct(smtp_app, inbox):
+    _, message = received_for(smtp_app, inbox, contact_method="email", email="jordan.qzx@example.org", phone="")
+    body = body_text(message).replace("\r\n", "\n")
+    assert "- Messages should not mention RSCT: before sending a reply, change its\n  subject line" in body
+
+
 def test_most_us_numbers_can_be_texted(client):
     """phonenumbers types most US numbers FIXED_LINE_OR_MOBILE: those are accepted for texts."""
     check = client.post("/contact/check/phone", data={"contact_method": "text", "phone": "203-555-0147"},
