@@ -9,8 +9,8 @@ import sys
 import pytest
 
 import config
-from rsct import instance
 from app import create_app
+from rsct import instance
 
 from helpers import ROOT
 

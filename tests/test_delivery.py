@@ -3,7 +3,6 @@
 import email
 import logging
 import os
-import re
 import stat
 import time
 from datetime import UTC, datetime

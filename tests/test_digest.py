@@ -1,31 +1,10 @@
 """The office's daily summary, as a real SMTP server (aiosmtpd) receives it: held and refused requests with the
 same fields as an inquiry and plain reasons, the references delivered since the last summary, and a summary
 even when nothing was held."""
-import pathlib
+
 import re
 
-import pytest
-from smtp_servers import Inbox, body_text, db, running_smtp, smtp_settings, submit
-
-from rsct import sender
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def inbox():
-    return Inbox()
-
-
-@pytest.fixture
-def smtp_app(make_app, inbox):
-    with running_smtp(inbox) as port:
-        yield make_app(**smtp_settings(port))
-
-
-def deliver(app):
-    with app.app_context():
-        return sender.deliver_due()
+from helpers import ROOT, Visitor, body_text, db, deliver
 
 
 def digest(app, inbox):
@@ -37,13 +16,17 @@ def digest(app, inbox):
 
 
 def test_summary_lists_held_and_refused_requests_in_plain_words_and_what_was_delivered(smtp_app, inbox):
-    client = smtp_app.test_client()
-    assert submit(client, name="Delivered Person").status_code == 303
+    visitor = Visitor(smtp_app.test_client())
+    assert visitor.submit(name="Delivered Person").status_code == 303
     (delivered,) = deliver(smtp_app).delivered
-    assert submit(client, website="http://spam.example", name="Held Person", best_time="evening",
-                  for_whom="other").status_code == 303
+    assert (
+        visitor.submit(
+            website="http://spam.example", name="Held Person", best_time="evening", for_whom="other"
+        ).status_code
+        == 303
+    )
     inbox.reply = "550 5.7.1 Message rejected by policy"
-    assert submit(client, name="Refused Person").status_code == 303
+    assert visitor.submit(name="Refused Person").status_code == 303
     (refused,) = deliver(smtp_app).failed
     inbox.reply = "250 OK"
 
@@ -60,7 +43,7 @@ def test_summary_lists_held_and_refused_requests_in_plain_words_and_what_was_del
     assert "flask" not in body  # staff have no shell; the operator releases a request
 
     # The next summary goes out although nothing new was held, and lists only what was delivered since.
-    assert submit(client, name="Later Person").status_code == 303
+    assert visitor.submit(name="Later Person").status_code == 303
     (later,) = deliver(smtp_app).delivered
     message, body = digest(smtp_app, inbox)
     assert message["Subject"] == "Website daily summary: 0 to check by hand, 1 delivered"

@@ -1,5 +1,6 @@
 """What is created on disk, and by whom: the web app before its first request, the commands that write, and
 `flask --app app setup`; never a command that only reads."""
+
 import pytest
 
 from app import create_app
@@ -10,8 +11,9 @@ def fresh_app(folder, **settings):
     return create_app({"CONFIG_NAME": "testing", "INSTANCE_PATH": str(folder), **settings})
 
 
-@pytest.mark.parametrize("args", [["outbox", "status"], ["inquiry", "list"], ["inquiry", "show", "RSCT-ABCDEF"],
-                                  ["inquiry", "verify", "-"]])
+@pytest.mark.parametrize(
+    "args", [["outbox", "status"], ["inquiry", "list"], ["inquiry", "show", "RSCT-ABCDEF"], ["inquiry", "verify", "-"]]
+)
 def test_read_only_commands_create_nothing(tmp_path, args):
     fresh = tmp_path / "fresh"
     app = fresh_app(fresh)

@@ -1,6 +1,7 @@
 """The inquiry email as the office reads and answers it, asserted on messages a real SMTP server (aiosmtpd) received:
 the subject for triage, the Date in the office's time zone, a body fit to be quoted back to the visitor on
 Reply, plain guidance for texts and voicemails, and no texts to numbers that cannot receive them."""
+
 import html
 import re
 from datetime import datetime, timedelta
@@ -8,47 +9,45 @@ from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from smtp_servers import VISITOR, Inbox, body_text, running_smtp, smtp_settings, submit
 
-from rsct import sender
+from helpers import VISITOR, Visitor, body_text, deliver
+from smtp_servers import running_smtp, smtp_settings
 
 HTMX = {"HX-Request": "true"}
 LANDLINE = "+44 20 7946 0958"  # phonenumbers: FIXED_LINE
 MOBILE = "+44 7911 123456"  # phonenumbers: MOBILE
 # Words that must never reach a visitor who receives a staff member's reply quoting the whole email.
-NOT_FOR_THE_VISITOR = ["flask", "--app", "run on the server", "substance use", "a person seeking", "robot",
-                       "spam", "verify FILE", "sudo", "/srv/", "seeking help"]
-
-
-@pytest.fixture
-def inbox():
-    return Inbox()
-
-
-@pytest.fixture
-def smtp_app(make_app, inbox):
-    with running_smtp(inbox) as port:
-        yield make_app(**smtp_settings(port))
-
-
-def deliver(app):
-    with app.app_context():
-        return sender.deliver_due()
+NOT_FOR_THE_VISITOR = [
+    "flask",
+    "--app",
+    "run on the server",
+    "substance use",
+    "a person seeking",
+    "robot",
+    "spam",
+    "verify FILE",
+    "sudo",
+    "/srv/",
+    "seeking help",
+]
 
 
 def received_for(app, inbox, **changes):
     """Submit the form, deliver, and return (reference, the message the SMTP server received)."""
     before = len(inbox.messages)
-    assert submit(app.test_client(), **changes).status_code == 303
+    assert Visitor(app.test_client()).submit(**changes).status_code == 303
     (reference,) = deliver(app).delivered
     return reference, inbox.wait_for(before + 1)[-1].message
 
 
-@pytest.mark.parametrize("changes, way_back", [
-    ({}, "call back"),
-    ({"contact_method": "text"}, "text back"),
-    ({"contact_method": "email", "email": "jordan.qzx@example.org", "phone": ""}, "reply by email"),
-])
+@pytest.mark.parametrize(
+    "changes, way_back",
+    [
+        ({}, "call back"),
+        ({"contact_method": "text"}, "text back"),
+        ({"contact_method": "email", "email": "jordan.qzx@example.org", "phone": ""}, "reply by email"),
+    ],
+)
 def test_subject_names_the_reference_and_the_way_back_and_nothing_else(smtp_app, inbox, changes, way_back):
     reference, message = received_for(smtp_app, inbox, **changes)
     assert message["Subject"] == f"Website inquiry {reference} - {way_back}"
@@ -75,11 +74,14 @@ def test_date_header_is_in_the_office_time_zone_like_the_body(smtp_app, inbox):
     assert minutes_apart in (0, 1, 1439)  # the header and the body tell the same office time
 
 
-@pytest.mark.parametrize("changes", [
-    {"contact_method": "email", "email": "jordan.qzx@example.org", "phone": ""},
-    {"contact_method": "text", "leave_message": "yes"},
-    {},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"contact_method": "email", "email": "jordan.qzx@example.org", "phone": ""},
+        {"contact_method": "text", "leave_message": "yes"},
+        {},
+    ],
+)
 def test_every_line_is_fit_to_be_quoted_back_to_the_visitor(make_app, inbox, changes):
     """Outlook, Gmail and Apple Mail quote the whole email on Reply: nothing in it may speak about the visitor
     behind their back, hold a server command, or call them a robot. (MIN_FILL_SECONDS makes it "possibly
@@ -97,30 +99,48 @@ def test_every_line_is_fit_to_be_quoted_back_to_the_visitor(make_app, inbox, cha
     assert "> What was sent through the form is kept confidential within the office" in quoted
 
 
-@pytest.mark.parametrize("changes, said, not_said", [
-    ({"contact_method": "text", "leave_message": "no"},
-     "- It must not mention RSCT, treatment or the reason for getting in touch,", "It may say that it comes from RSCT"),
-    ({"contact_method": "text", "leave_message": "yes"},
-     "- It may say that it comes from RSCT. Keep health and treatment out of it;", "It must not mention RSCT"),
-    ({"contact_method": "call", "leave_message": "no"},
-     "- If nobody answers, a voicemail may give only a first name and a number to\n  call back. It must not mention "
-     "RSCT, treatment or the reason for the call.", "a voicemail may say that RSCT"),
-    ({"contact_method": "call", "leave_message": "yes"},
-     "- If nobody answers, a voicemail may say that RSCT is returning the call.", "must not mention RSCT"),
-])
+@pytest.mark.parametrize(
+    "changes, said, not_said",
+    [
+        (
+            {"contact_method": "text", "leave_message": "no"},
+            "- It must not mention RSCT, treatment or the reason for getting in touch,",
+            "It may say that it comes from RSCT",
+        ),
+        (
+            {"contact_method": "text", "leave_message": "yes"},
+            "- It may say that it comes from RSCT. Keep health and treatment out of it;",
+            "It must not mention RSCT",
+        ),
+        (
+            {"contact_method": "call", "leave_message": "no"},
+            "- If nobody answers, a voicemail may give only a first name and a number to\n"
+            "  call back. It must not mention RSCT, treatment or the reason for the call.",
+            "a voicemail may say that RSCT",
+        ),
+        (
+            {"contact_method": "call", "leave_message": "yes"},
+            "- If nobody answers, a voicemail may say that RSCT is returning the call.",
+            "must not mention RSCT",
+        ),
+    ],
+)
 def test_text_and_voicemail_guidance_says_what_may_be_said(smtp_app, inbox, changes, said, not_said):
     _, message = received_for(smtp_app, inbox, **changes)
     body = body_text(message).replace("\r\n", "\n")
     assert said in body and not_said not in body
 
 
-@pytest.mark.parametrize("phone, words", [
-    (LANDLINE, "looks like a landline, which can't receive text messages"),
-    ("203-555-0147 ext. 12", "can't reach a number with an extension"),
-])
+@pytest.mark.parametrize(
+    "phone, words",
+    [
+        (LANDLINE, "looks like a landline, which can't receive text messages"),
+        ("203-555-0147 ext. 12", "can't reach a number with an extension"),
+    ],
+)
 def test_text_message_contact_refuses_numbers_that_cannot_receive_texts(smtp_app, inbox, phone, words):
     client = smtp_app.test_client()
-    refused = submit(client, contact_method="text", phone=phone)
+    refused = Visitor(client).submit(contact_method="text", phone=phone)
     assert refused.status_code == 422 and words in html.unescape(refused.text)
     assert "choose a phone call instead" in refused.text
     check = client.post("/contact/check/phone", data={"contact_method": "text", "phone": phone}, headers=HTMX)
@@ -134,8 +154,9 @@ def test_text_message_contact_refuses_numbers_that_cannot_receive_texts(smtp_app
 
 
 def test_choosing_text_after_typing_a_landline_shows_the_message_at_once(client):
-    response = client.post("/contact/check/contact_method", data={"contact_method": "text", "phone": LANDLINE},
-                           headers=HTMX)
+    response = client.post(
+        "/contact/check/contact_method", data={"contact_method": "text", "phone": LANDLINE}, headers=HTMX
+    )
     assert "which can&#39;t receive text messages" in response.text or "which can't receive" in response.text
 
 
@@ -147,6 +168,5 @@ def test_email_guidance_when_messages_must_not_mention_rsct(smtp_app, inbox):
 
 def test_most_us_numbers_can_be_texted(client):
     """phonenumbers types most US numbers FIXED_LINE_OR_MOBILE: those are accepted for texts."""
-    check = client.post("/contact/check/phone", data={"contact_method": "text", "phone": "203-555-0147"},
-                        headers=HTMX)
+    check = client.post("/contact/check/phone", data={"contact_method": "text", "phone": "203-555-0147"}, headers=HTMX)
     assert check.text == ""

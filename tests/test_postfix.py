@@ -1,5 +1,6 @@
 """One inquiry through a real MTA: Debian's Postfix, started by the test on loopback with its own configuration
 directory, relaying to an aiosmtpd server. The email as received after that hop verifies with exit status 0."""
+
 import os
 import re
 import shutil
@@ -9,10 +10,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import require_tool
-from smtp_servers import Inbox, free_port, running_smtp, smtp_settings, submit
-
-from rsct import sender
+from helpers import Visitor, deliver, require_tool
+from smtp_servers import Inbox, free_port, running_smtp, smtp_settings
 
 START_SECONDS = 20.0
 
@@ -54,8 +53,7 @@ alias_database =
     try:
         assert started.returncode == 0, (started.stdout, started.stderr, _log(folder))
         deadline = time.monotonic() + START_SECONDS
-        while subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
-                             capture_output=True).returncode != 0:
+        while subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"], capture_output=True).returncode != 0:
             assert time.monotonic() < deadline, _log(folder)
             time.sleep(0.1)
         yield port, folder
@@ -86,10 +84,19 @@ def test_an_inquiry_relayed_by_postfix_verifies(make_app, tmp_path):
     inbox = Inbox()
     with running_smtp(inbox) as relay_port, running_postfix(relay_port) as (postfix_port, folder):
         app = make_app(**smtp_settings(postfix_port))
-        assert submit(app.test_client(), contact_method="email", email="zoe.reader@bücher.example",
-                      phone="", name="Zoë Núñez", message="Ça va?\nSecond line.").status_code == 303
-        with app.app_context():
-            (reference,) = sender.deliver_due().delivered
+        assert (
+            Visitor(app.test_client())
+            .submit(
+                contact_method="email",
+                email="zoe.reader@bücher.example",
+                phone="",
+                name="Zoë Núñez",
+                message="Ça va?\nSecond line.",
+            )
+            .status_code
+            == 303
+        )
+        (reference,) = deliver(app).delivered
         (received,) = inbox.wait_for(1, timeout=30) or [None]
         assert received is not None, _log(folder)
     assert "by mx.test.invalid (Postfix)" in received.message["Received"]  # it really went through Postfix

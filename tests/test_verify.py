@@ -4,6 +4,7 @@ Every email starts as a genuine one: the app delivers it to a real SMTP server (
 then changes it as mail transport does (0), as a gateway or a forward adds to it (3), or as a forger
 would (1), and runs the command on the result.
 """
+
 import base64
 import email
 import html
@@ -19,42 +20,37 @@ import pytest
 
 from rsct import signing, verify
 
-from helpers import ROOT, Visitor, body_text
-from smtp_servers import Inbox, running_smtp, smtp_settings
+from helpers import ROOT, Visitor, body_text, deliver
 
 VISITOR_EMAIL = "Jordan.Qzx@example.org"
 BANNER = "[EXTERNAL EMAIL] This message came from outside the organisation. Be careful with links."
-LONG_NOTE = ("I would like to talk about Qzxnote options for my brother, who has been drinking more since "
-             "the winter and does not want to go to a hospital.\nSecond line of my note.")
+LONG_NOTE = (
+    "I would like to talk about Qzxnote options for my brother, who has been drinking more since "
+    "the winter and does not want to go to a hospital.\nSecond line of my note."
+)
 BY_EMAIL = {"contact_method": "email", "email": VISITOR_EMAIL, "phone": "", "message": LONG_NOTE}
 BY_PHONE = {"email": VISITOR_EMAIL}
 BY_TEXT = {"contact_method": "text", "leave_message": "yes"}
-NON_ASCII = {"contact_method": "email", "name": "Zoë Łukasiewicz-Núñez", "email": "zoe@bücher.example",
-             "phone": "", "message": "Ça va? Necesito hablar con alguien — pronto.\n第二行"}
+NON_ASCII = {
+    "contact_method": "email",
+    "name": "Zoë Łukasiewicz-Núñez",
+    "email": "zoe@bücher.example",
+    "phone": "",
+    "message": "Ça va? Necesito hablar con alguien — pronto.\n第二行",
+}
 HEADING = "NOT COVERED BY THE SIGNATURE"
-
-
-@pytest.fixture
-def inbox():
-    return Inbox()
-
-
-@pytest.fixture
-def smtp_app(make_app, inbox):
-    with running_smtp(inbox) as port:
-        yield make_app(**smtp_settings(port))
 
 
 @pytest.fixture
 def genuine(smtp_app, inbox):
     """genuine(**visitor changes) -> the raw bytes of that inquiry as the office's server received them."""
+
     def send(**changes) -> bytes:
         before = len(inbox.messages)
         assert Visitor(smtp_app.test_client()).submit(**changes).status_code == 303
-        with smtp_app.app_context():
-            from rsct import sender
-            assert len(sender.deliver_due().delivered) == 1
+        assert len(deliver(smtp_app).delivered) == 1
         return inbox.wait_for(before + 1)[-1].content
+
     return send
 
 
@@ -65,6 +61,7 @@ def run_verify(app, raw: bytes, tmp_path, name="saved.eml"):
 
 
 # --- ways to change an email --------------------------------------------------------------------
+
 
 def parsed(raw: bytes) -> EmailMessage:
     return email.message_from_bytes(raw, policy=policy.default)
@@ -149,8 +146,10 @@ def spam_report(raw: bytes) -> bytes:
         outer[name] = original[name]
     outer["Subject"] = "[SPAM] " + original["Subject"]
     outer["X-Spam-Flag"] = "YES"
-    outer.set_content("Spam detection software, running on the system \"mx\", has identified this incoming "
-                      "email as possible spam. Content analysis details: (5.1 points, 5.0 required)")
+    outer.set_content(
+        'Spam detection software, running on the system "mx", has identified this incoming '
+        "email as possible spam. Content analysis details: (5.1 points, 5.0 required)"
+    )
     outer.add_attachment(original, disposition="inline")
     return outer.as_bytes()
 
@@ -161,17 +160,23 @@ def forwarded_inline(raw: bytes, mark="---------- Forwarded message ---------") 
     outer["To"] = "manager@rsct.example.org"
     outer["Subject"] = "Fwd: " + original["Subject"]
     outer["Date"] = "Mon, 30 Nov 2026 09:00:00 -0500"
-    outer.set_content(f"Can you take this one?\n\n{mark}\n"
-                      f"From: {original['From']}\nDate: {original['Date']}\nSubject: {original['Subject']}\n"
-                      f"To: {original['To']}\n\n{text_of(raw)}")
+    outer.set_content(
+        f"Can you take this one?\n\n{mark}\n"
+        f"From: {original['From']}\nDate: {original['Date']}\nSubject: {original['Subject']}\n"
+        f"To: {original['To']}\n\n{text_of(raw)}"
+    )
     return outer.as_bytes()
 
 
 def rewrapped(raw: bytes, width=72) -> bytes:
     """Long lines broken at `width` with hard line breaks, as a mail program without format=flowed does."""
+
     def wrap(text):
-        return "\n".join("\n".join(textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False)) or line
-                         for line in text.split("\n"))
+        return "\n".join(
+            "\n".join(textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False)) or line
+            for line in text.split("\n")
+        )
+
     return with_text(raw, wrap)
 
 
@@ -197,18 +202,23 @@ def replace_line(prefix: str, new: str):
 
 def resigned(keys, change):
     """The body changed and signed again (v2) with `keys`."""
+
     def apply(text: str) -> str:
         body = change(text.split("\nSignature: ")[0])
         return body + "\n" + signing.signature_line(keys, body) + "\n"
+
     return apply
 
 
 def trace_headers(raw: bytes) -> bytes:
-    for line in ("Received: from mx.example.org by mail.office.example; Mon, 30 Nov 2026 22:20:49 -0500",
-                 "Authentication-Results: mx.office.example; dkim=pass; spf=pass; dmarc=pass",
-                 "DKIM-Signature: v=1; a=rsa-sha256; d=rsct.example.org; s=mail; b=abc",
-                 "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=office.example; b=xyz",
-                 "X-MS-Exchange-Organization-SCL: 1", "X-Spam-Status: No, score=-1.0"):
+    for line in (
+        "Received: from mx.example.org by mail.office.example; Mon, 30 Nov 2026 22:20:49 -0500",
+        "Authentication-Results: mx.office.example; dkim=pass; spf=pass; dmarc=pass",
+        "DKIM-Signature: v=1; a=rsa-sha256; d=rsct.example.org; s=mail; b=abc",
+        "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=office.example; b=xyz",
+        "X-MS-Exchange-Organization-SCL: 1",
+        "X-Spam-Status: No, score=-1.0",
+    ):
         name, value = line.split(": ", 1)
         raw = raw_header(raw, name, value, keep=True)
     return raw
@@ -216,18 +226,22 @@ def trace_headers(raw: bytes) -> bytes:
 
 def old_format(keys, reference="RSCT-ABCDEF", subject=None) -> bytes:
     """An email as the site wrote them before the whole body was signed (format v1)."""
-    block = (f"{signing.BEGIN}\nReference: {reference}\nSubmitted: Monday, November 30, 2026 at 10:20 PM EST "
-             "(2026-12-01T03:20:49Z)\nPREFERRED CONTACT: PHONE CALL\nName: Jordan\nPhone: (203) 555-0147\n"
-             f"Email: (not given)\nMessage:\n  (none)\n{signing.END}")
+    block = (
+        f"{signing.BEGIN}\nReference: {reference}\nSubmitted: Monday, November 30, 2026 at 10:20 PM EST "
+        "(2026-12-01T03:20:49Z)\nPREFERRED CONTACT: PHONE CALL\nName: Jordan\nPhone: (203) 555-0147\n"
+        f"Email: (not given)\nMessage:\n  (none)\n{signing.END}"
+    )
     message = EmailMessage()
     message["From"] = "RSCT website <website@rsct.example.org>"
     message["To"] = "office@rsct.example.org"
     message["Subject"] = subject or f"Website inquiry {reference}"
     message["Date"] = "Mon, 30 Nov 2026 22:20:49 -0500"
     message["Message-ID"] = f"<{reference.lower()}@rsct.example.org>"
-    message.set_content(f"Someone asked the Madison office to get in touch.\n\n{block}\nSignature: "
-                        f"{signing.signature(keys, block)}\n\nCONFIDENTIAL: keep it inside the office.\n",
-                        cte="quoted-printable")
+    message.set_content(
+        f"Someone asked the Madison office to get in touch.\n\n{block}\nSignature: "
+        f"{signing.signature(keys, block)}\n\nCONFIDENTIAL: keep it inside the office.\n",
+        cte="quoted-printable",
+    )
     return message.as_bytes()
 
 
@@ -241,8 +255,13 @@ CASES = [
     ("genuine text message", BY_TEXT, same, 0, "PREFERRED CONTACT: TEXT MESSAGE"),
     ("genuine email", BY_EMAIL, same, 0, f"Email: {VISITOR_EMAIL}"),
     ("non-ASCII name, domain and note", NON_ASCII, same, 0, "Name: Zoë Łukasiewicz-Núñez"),
-    ("non-ASCII domain as Unicode in Reply-To", NON_ASCII, lambda r: raw_header(r, "Reply-To", "zoe@bücher.example"),
-     0, "第二行"),
+    (
+        "non-ASCII domain as Unicode in Reply-To",
+        NON_ASCII,
+        lambda r: raw_header(r, "Reply-To", "zoe@bücher.example"),
+        0,
+        "第二行",
+    ),
     ("re-encoded quoted-printable", BY_EMAIL, with_text, 0, "as the website sent it"),
     ("base64 and CRLF", BY_EMAIL, lambda r: with_text(r, cte="base64"), 0, "as the website sent it"),
     ("format=flowed", BY_EMAIL, lambda r: flowed(r, delsp=False), 0, "as the website sent it"),
@@ -252,63 +271,160 @@ CASES = [
     ("S/MIME signature part", BY_PHONE, with_smime, 0, "as the website sent it"),
     # additions: authentic, with what is not covered printed apart
     ("banner above, quoted-printable", BY_EMAIL, lambda r: with_text(r, lambda t: f"{BANNER}\n\n{t}"), 3, BANNER),
-    ("banner below, base64", BY_EMAIL, lambda r: with_text(r, lambda t: f"{t}\n{BANNER}\n", cte="base64"), 3,
-     BANNER),
+    ("banner below, base64", BY_EMAIL, lambda r: with_text(r, lambda t: f"{t}\n{BANNER}\n", cte="base64"), 3, BANNER),
     ("banner above, 8bit", BY_PHONE, lambda r: with_text(r, lambda t: f"{BANNER}\n{t}", cte="8bit"), 3, BANNER),
     ("banner as a leading part", BY_EMAIL, lambda r: gateway_mixed(r, first=BANNER), 3, BANNER),
     ("banner as a trailing part", BY_EMAIL, lambda r: gateway_mixed(r, last=BANNER), 3, BANNER),
-    ("HTML version with a banner", BY_EMAIL, lambda r: with_html(r, html_copy(BANNER + "\n" + text_of(r))), 3,
-     "An HTML version with other content"),
-    ("[EXTERNAL] subject tag", BY_EMAIL, lambda r: raw_header(r, "Subject", "[EXTERNAL] " + parsed(r)["Subject"]),
-     3, "[EXTERNAL] Website inquiry"),
+    (
+        "HTML version with a banner",
+        BY_EMAIL,
+        lambda r: with_html(r, html_copy(BANNER + "\n" + text_of(r))),
+        3,
+        "An HTML version with other content",
+    ),
+    (
+        "[EXTERNAL] subject tag",
+        BY_EMAIL,
+        lambda r: raw_header(r, "Subject", "[EXTERNAL] " + parsed(r)["Subject"]),
+        3,
+        "[EXTERNAL] Website inquiry",
+    ),
     ("forwarded as an attachment", BY_EMAIL, forwarded_as_attachment, 3, "Please call this one back today."),
     ("forwarded inline", BY_EMAIL, forwarded_inline, 3, "This email was forwarded"),
     ("spam filter's report", BY_PHONE, spam_report, 3, "Spam detection software"),
-    ("forwarded inline by new Outlook", BY_PHONE, lambda r: forwarded_inline(r, "_" * 32), 3,
-     "This email was forwarded"),
-    ("unsigned correction below", BY_PHONE,
-     lambda r: with_text(r, lambda t: t + "\nCORRECTION: please call 203-555-0199 instead.\n"), 3,
-     "CORRECTION: please call 203-555-0199 instead."),
+    (
+        "forwarded inline by new Outlook",
+        BY_PHONE,
+        lambda r: forwarded_inline(r, "_" * 32),
+        3,
+        "This email was forwarded",
+    ),
+    (
+        "unsigned correction below",
+        BY_PHONE,
+        lambda r: with_text(r, lambda t: t + "\nCORRECTION: please call 203-555-0199 instead.\n"),
+        3,
+        "CORRECTION: please call 203-555-0199 instead.",
+    ),
     # not authentic
-    ("changed name", BY_EMAIL, lambda r: with_text(r, replace_line("Name: ", "Name: Mallory")), 1,
-     "the text was changed"),
-    ("changed guidance", BY_TEXT,
-     lambda r: with_text(r, lambda t: t.replace("It may say that it comes from RSCT.", "Say it comes from RSCT.")),
-     1, "the text was changed"),
-    ("changed and signed with another key", BY_EMAIL,
-     lambda r: with_text(r, resigned(["an attacker's key, long enough to look real"],
-                                     replace_line("Email: ", "Email: mallory@evil.example"))), 1,
-     "not signed by this website"),
+    (
+        "changed name",
+        BY_EMAIL,
+        lambda r: with_text(r, replace_line("Name: ", "Name: Mallory")),
+        1,
+        "the text was changed",
+    ),
+    (
+        "changed guidance",
+        BY_TEXT,
+        lambda r: with_text(r, lambda t: t.replace("It may say that it comes from RSCT.", "Say it comes from RSCT.")),
+        1,
+        "the text was changed",
+    ),
+    (
+        "changed and signed with another key",
+        BY_EMAIL,
+        lambda r: with_text(
+            r,
+            resigned(
+                ["an attacker's key, long enough to look real"], replace_line("Email: ", "Email: mallory@evil.example")
+            ),
+        ),
+        1,
+        "not signed by this website",
+    ),
     ("re-wrapped without format=flowed", BY_EMAIL, rewrapped, 1, "line breaks"),
-    ("Reply-To another address", BY_EMAIL, lambda r: raw_header(r, "Reply-To", "mallory@evil.example"), 1,
-     "Reply-To header is not the visitor's"),
-    ("Reply-To read differently by a mail program", BY_EMAIL,
-     lambda r: raw_header(r, "Reply-To", f"{VISITOR_EMAIL} <mallory@evil.example>"), 1, "Reply-To header is malformed"),
-    ("Reply-To with a second address", BY_EMAIL,
-     lambda r: raw_header(r, "Reply-To", f"{VISITOR_EMAIL}, mallory@evil.example"), 1, "Reply-To header is not"),
-    ("two Reply-To headers", BY_EMAIL, lambda r: raw_header(r, "Reply-To", "mallory@evil.example", keep=True), 1,
-     "2 Reply-To headers"),
+    (
+        "Reply-To another address",
+        BY_EMAIL,
+        lambda r: raw_header(r, "Reply-To", "mallory@evil.example"),
+        1,
+        "Reply-To header is not the visitor's",
+    ),
+    (
+        "Reply-To read differently by a mail program",
+        BY_EMAIL,
+        lambda r: raw_header(r, "Reply-To", f"{VISITOR_EMAIL} <mallory@evil.example>"),
+        1,
+        "Reply-To header is malformed",
+    ),
+    (
+        "Reply-To with a second address",
+        BY_EMAIL,
+        lambda r: raw_header(r, "Reply-To", f"{VISITOR_EMAIL}, mallory@evil.example"),
+        1,
+        "Reply-To header is not",
+    ),
+    (
+        "two Reply-To headers",
+        BY_EMAIL,
+        lambda r: raw_header(r, "Reply-To", "mallory@evil.example", keep=True),
+        1,
+        "2 Reply-To headers",
+    ),
     ("Reply-To removed", BY_EMAIL, lambda r: raw_header(r, "Reply-To"), 1, "Reply-To header is missing"),
-    ("Reply-To added to a phone inquiry", BY_PHONE, lambda r: raw_header(r, "Reply-To", VISITOR_EMAIL), 1,
-     "did not ask for email"),
-    ("Mail-Reply-To added", BY_EMAIL, lambda r: raw_header(r, "Mail-Reply-To", "mallory@evil.example"), 1,
-     "Mail-Reply-To header"),
-    ("Mail-Followup-To added", BY_PHONE, lambda r: raw_header(r, "Mail-Followup-To", "mallory@evil.example"), 1,
-     "Mail-Followup-To header"),
-    ("From another address", BY_PHONE, lambda r: raw_header(r, "From", "RSCT website <mallory@evil.example>"), 1,
-     "sender (From)"),
-    ("Subject of another inquiry", BY_PHONE,
-     lambda r: raw_header(r, "Subject", re.sub("RSCT-[A-Z0-9]+", "RSCT-ZZZZZZ", parsed(r)["Subject"])), 1,
-     "Subject is not the one"),
-    ("a second plain-text version shown instead", BY_EMAIL,
-     lambda r: (lambda m: (m.set_content(text_of(r), cte="quoted-printable"),
-                           m.add_alternative("Please email mallory@evil.example instead."), m.as_bytes())[-1])(
-         parsed(r)), 1, "second plain-text version"),
-    ("a second, forged block in a trailing part", BY_EMAIL,
-     lambda r: gateway_mixed(r, last=text_of(r).replace(VISITOR_EMAIL, "mallory@evil.example")), 1,
-     "more than one inquiry block"),
-    ("converted to HTML only", BY_PHONE,
-     lambda r: raw_header(with_text(r), "Content-Type", "text/html; charset=utf-8"), 1, "original email"),
+    (
+        "Reply-To added to a phone inquiry",
+        BY_PHONE,
+        lambda r: raw_header(r, "Reply-To", VISITOR_EMAIL),
+        1,
+        "did not ask for email",
+    ),
+    (
+        "Mail-Reply-To added",
+        BY_EMAIL,
+        lambda r: raw_header(r, "Mail-Reply-To", "mallory@evil.example"),
+        1,
+        "Mail-Reply-To header",
+    ),
+    (
+        "Mail-Followup-To added",
+        BY_PHONE,
+        lambda r: raw_header(r, "Mail-Followup-To", "mallory@evil.example"),
+        1,
+        "Mail-Followup-To header",
+    ),
+    (
+        "From another address",
+        BY_PHONE,
+        lambda r: raw_header(r, "From", "RSCT website <mallory@evil.example>"),
+        1,
+        "sender (From)",
+    ),
+    (
+        "Subject of another inquiry",
+        BY_PHONE,
+        lambda r: raw_header(r, "Subject", re.sub("RSCT-[A-Z0-9]+", "RSCT-ZZZZZZ", parsed(r)["Subject"])),
+        1,
+        "Subject is not the one",
+    ),
+    (
+        "a second plain-text version shown instead",
+        BY_EMAIL,
+        lambda r: (
+            lambda m: (
+                m.set_content(text_of(r), cte="quoted-printable"),
+                m.add_alternative("Please email mallory@evil.example instead."),
+                m.as_bytes(),
+            )[-1]
+        )(parsed(r)),
+        1,
+        "second plain-text version",
+    ),
+    (
+        "a second, forged block in a trailing part",
+        BY_EMAIL,
+        lambda r: gateway_mixed(r, last=text_of(r).replace(VISITOR_EMAIL, "mallory@evil.example")),
+        1,
+        "more than one inquiry block",
+    ),
+    (
+        "converted to HTML only",
+        BY_PHONE,
+        lambda r: raw_header(with_text(r), "Content-Type", "text/html; charset=utf-8"),
+        1,
+        "original email",
+    ),
 ]
 
 
@@ -334,10 +450,18 @@ def test_authentic_output_lists_every_signed_line(smtp_app, genuine, tmp_path):
     reference = re.search("RSCT-[A-Z0-9]+", parsed(raw)["Subject"]).group(0)
     lines = run_verify(smtp_app, raw, tmp_path).output.splitlines()
     assert lines[0].startswith(f"Authentic: inquiry {reference}, submitted ") and lines[0].endswith("Z).")
-    for expected in ("  PREFERRED CONTACT: EMAIL", "  OK to mention RSCT in a message: NO",
-                     "  Name: Jordan Qzxname Rivers", "  Phone: (not given)", f"  Email: {VISITOR_EMAIL}",
-                     "  Best time to reach them: Morning", "  Who it is for: Myself", "  Message:",
-                     "    | " + LONG_NOTE.split("\n")[0], "    | Second line of my note."):
+    for expected in (
+        "  PREFERRED CONTACT: EMAIL",
+        "  OK to mention RSCT in a message: NO",
+        "  Name: Jordan Qzxname Rivers",
+        "  Phone: (not given)",
+        f"  Email: {VISITOR_EMAIL}",
+        "  Best time to reach them: Morning",
+        "  Who it is for: Myself",
+        "  Message:",
+        "    | " + LONG_NOTE.split("\n")[0],
+        "    | Second line of my note.",
+    ):
         assert expected in lines, expected
 
 
@@ -359,8 +483,10 @@ def test_outlook_text_file_checks_the_block_but_not_the_headers(smtp_app, genuin
     """Outlook classic's "Save as" .txt: a few header lines (not the real ones) and the text."""
     raw = genuine(**{**BY_PHONE, "name": "Renée"})
     message = parsed(raw)
-    saved = (f"From:\tRSCT website\nSent:\tMonday, November 30, 2026 10:20 PM\nTo:\tMadison office\n"
-             f"Subject:\t{message['Subject']}\n\n{text_of(raw)}").replace("\n", "\r\n")
+    saved = (
+        f"From:\tRSCT website\nSent:\tMonday, November 30, 2026 10:20 PM\nTo:\tMadison office\n"
+        f"Subject:\t{message['Subject']}\n\n{text_of(raw)}"
+    ).replace("\n", "\r\n")
     result = run_verify(smtp_app, saved.encode(encoding), tmp_path, name="saved.txt")
     assert result.exit_code == 3, result.output
     assert "Name: Renée" in result.output.partition(HEADING)[0]
@@ -400,14 +526,21 @@ def test_check_email_report_for_code_callers(smtp_app, genuine):
 
 # --- could not check: exit 2, nothing created ---------------------------------------------------
 
+
 def test_without_keys_verify_exits_2_and_creates_nothing(tmp_path, smtp_app, genuine):
     saved = tmp_path / "inquiry.eml"
     saved.write_bytes(genuine(**BY_PHONE))
     fresh = tmp_path / "fresh-instance"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
     env["FLASK_INSTANCE_PATH"] = str(fresh)
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "inquiry", "verify", str(saved)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "inquiry", "verify", str(saved)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "No signing keys are configured" in result.stderr and "deploy/rsct-flask" in result.stderr
     assert not fresh.exists()
@@ -435,11 +568,21 @@ def test_damaged_emails_never_crash_the_check(smtp_app, genuine):
     """Bad input never crashes anything: random damage to real emails (bytes changed, cut or inserted) always
     gets an answer, and never "authentic" for a changed inquiry line."""
     import random
+
     keys = smtp_app.config["INQUIRY_SIGNING_KEYS"]
     raw = genuine(**BY_EMAIL)
     rng = random.Random(9)
-    pieces = [b"\r\n", b"--", b"\x00", b"\xff", b"Content-Type: message/rfc822\r\n", b"Content-Type: text/html\r\n",
-              b"Reply-To: a@b\r\n", b"=?utf-8?q?", b"<"]
+    pieces = [
+        b"\r\n",
+        b"--",
+        b"\x00",
+        b"\xff",
+        b"Content-Type: message/rfc822\r\n",
+        b"Content-Type: text/html\r\n",
+        b"Reply-To: a@b\r\n",
+        b"=?utf-8?q?",
+        b"<",
+    ]
     for base in (raw, forwarded_as_attachment(raw), with_html(raw, html_copy(text_of(raw)))):
         for _ in range(150):
             damaged = bytearray(base)
@@ -449,7 +592,7 @@ def test_damaged_emails_never_crash_the_check(smtp_app, genuine):
                 if choice < 0.4:
                     damaged[at] = rng.randrange(256)
                 elif choice < 0.7:
-                    del damaged[at:at + rng.randint(1, 30)]
+                    del damaged[at : at + rng.randint(1, 30)]
                 else:
                     damaged[at:at] = rng.choice(pieces)
             report = verify.check_email(keys, bytes(damaged))
