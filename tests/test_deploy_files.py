@@ -2,13 +2,14 @@
 
 import os
 import pwd
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import config
 
-from helpers import ROOT
+from helpers import ROOT, Visitor, deliver
 
 
 def usable_environment_file(tmp_path) -> Path:
@@ -23,7 +24,7 @@ def usable_environment_file(tmp_path) -> Path:
     return path
 
 
-def rsct_flask(tmp_path, env_file, *args):
+def rsct_flask(tmp_path, env_file, *args, stdin: bytes | None = None):
     env = {
         "PATH": os.environ["PATH"],
         "RSCT_APP": str(ROOT),
@@ -31,6 +32,12 @@ def rsct_flask(tmp_path, env_file, *args):
         "RSCT_VENV": str(Path(sys.executable).parent.parent),
         "RSCT_ENV_OWNER": pwd.getpwuid(os.geteuid()).pw_name,
     }
+    if stdin is not None:  # bytes in, text out
+        result = subprocess.run(
+            ["sh", str(ROOT / "deploy" / "rsct-flask"), *args], env=env, input=stdin, capture_output=True, timeout=60
+        )
+        result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+        return result
     return subprocess.run(
         ["sh", str(ROOT / "deploy" / "rsct-flask"), *args], env=env, capture_output=True, text=True, timeout=60
     )
@@ -39,6 +46,25 @@ def rsct_flask(tmp_path, env_file, *args):
 def test_example_environment_lists_every_setting():
     text = (ROOT / "deploy" / "rsct.env.example").read_text()
     assert [s.env for s in config.SETTINGS if f"{s.env}=" not in text] == []
+
+
+def test_the_operators_verify_command_reads_the_email_from_standard_input(make_app, tmp_path):
+    """DEPLOY.md's `deploy/rsct-flask inquiry verify - < FILE`: the wrapper loads the site's settings (its
+    signing key), the email comes in on standard input, and nothing is created in the instance folder."""
+    server = tmp_path / "server"  # the deployment's folders, apart from the site that made the email
+    server.mkdir()
+    env_file = usable_environment_file(server)
+    sender = re.search(r"^FLASK_MAIL_DEFAULT_SENDER=(.*)$", env_file.read_text(), re.M).group(1).strip("'\"")
+    site = make_app(INQUIRY_SIGNING_KEYS=["k" * 48], MAIL_DEFAULT_SENDER=sender)  # delivers to .eml files
+    assert Visitor(site.test_client()).submit().status_code == 303
+    (reference,) = deliver(site).delivered
+    (saved,) = Path(site.instance_path, "mail").glob(f"*-{reference}.eml")
+    result = rsct_flask(tmp_path, env_file, "inquiry", "verify", "-", stdin=saved.read_bytes())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Authentic: inquiry {reference}" in result.stdout
+    assert not (server / "instance").exists()  # the production instance folder: verify made nothing
+    changed = saved.read_bytes().replace(b"Jordan Qzxname", b"Mallory Qzxname")
+    assert rsct_flask(tmp_path, env_file, "inquiry", "verify", "-", stdin=changed).returncode == 1
 
 
 def test_example_environment_makes_the_shipped_nginx_header_snippet(tmp_path):
