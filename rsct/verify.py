@@ -434,12 +434,8 @@ def same_address(received: str, signed: str) -> bool:
 
 def _wrapper_additions(wrapper: EmailMessage) -> list[tuple[str, str]]:
     """What a message around the attached original carries: its headers and its own text."""
-    additions = [
-        (
-            "The email around the original (a forward or a spam filter's report)",
-            f"From: {wrapper.get('From', '')}\nSubject: {wrapper.get('Subject', '')}",
-        )
-    ]
+    headers = [f"{name}: {wrapper.get(name)}" for name in COVERED_HEADERS if wrapper.get(name) is not None]
+    additions = [("The email around the original (a forward or a spam filter's report)", "\n".join(headers))]
     for leaf in _leaves(wrapper):
         kind = leaf.get_content_type()
         if kind == "text/plain" and (text := (_plain(leaf) or "").strip()):

@@ -290,6 +290,13 @@ CASES = [
         "[EXTERNAL] Website inquiry",
     ),
     ("forwarded as an attachment", BY_EMAIL, forwarded_as_attachment, 3, "Please call this one back today."),
+    (
+        "forwarded as an attachment with a Reply-To of its own",
+        BY_EMAIL,
+        lambda r: raw_header(forwarded_as_attachment(r), "Reply-To", "mallory@evil.example", keep=True),
+        3,
+        "Reply-To: mallory@evil.example",
+    ),
     ("forwarded inline", BY_EMAIL, forwarded_inline, 3, "This email was forwarded"),
     ("spam filter's report", BY_PHONE, spam_report, 3, "Spam detection software"),
     (
