@@ -317,6 +317,11 @@ def inquiry_verify(file):
     click.echo(f"Authentic: inquiry {inquiry.reference}, submitted {inquiry.submitted}.")
     for line in inquiry.fields:
         click.echo(f"  {line}")
+    if report.smime_signed:
+        click.echo(
+            "This email is also S/MIME signed: that signature is for the office's mail program to check and show;"
+            " this command checked the website's own signature inside it."
+        )
     if report.status == verify.AUTHENTIC:
         click.echo("Everything in this email is as the website sent it.")
         return

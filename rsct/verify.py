@@ -58,6 +58,7 @@ class Report:
     hint: str = ""
     inquiry: signing.Inquiry | None = None
     uncovered: list[tuple[str, str]] = field(default_factory=list)  # (what it is, its text)
+    smime_signed: bool = False  # the email also carries an S/MIME signature, for the mail program to check
 
 
 class Refused(Exception):
@@ -86,7 +87,9 @@ def check_email(keys: list[str], raw: bytes) -> Report:
     try:
         if not any(name in message for name in EMAIL_MARKERS):
             return _checked(keys, None, read_text_file(raw), [])
-        return check_message(keys, message)
+        report = check_message(keys, message)
+        report.smime_signed = any(part.get_content_type() in SMIME_TYPES for part in message.walk())
+        return report
     except Refused as refusal:
         return Report(NOT_AUTHENTIC, str(refusal), refusal.hint)
 

@@ -148,6 +148,7 @@ def test_a_signed_inquiry_verifies_in_openssl_gpgsm_and_inquiry_verify(signing_a
         assert gpgsm_verifies(message.content, pki["ca"], tmp_path)
         result = verify_cli(signing_app, message.content, tmp_path)
         assert result.exit_code == 0, result.output
+        assert "also S/MIME signed: that signature is for the office's mail program" in result.output
     # The signer certificate and its chain travel with the signature, so a mail program can build the path.
     certificates = subprocess.run(
         ["openssl", "pkcs7", "-inform", "DER", "-print_certs"],
