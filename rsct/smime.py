@@ -45,15 +45,20 @@ class Finding:
     message: str
 
 
+def read_certificates(path: str, what: str = "certificate file") -> list[x509.Certificate]:
+    """Every PEM certificate in a file, or SmimeError saying in plain words why not."""
+    try:
+        with open(path, "rb") as handle:
+            return x509.load_pem_x509_certificates(handle.read())
+    except OSError as error:
+        raise SmimeError(f"the {what} {path} cannot be read ({error.strerror})") from None
+    except ValueError:
+        raise SmimeError(f"the {what} {path} holds no PEM certificate") from None
+
+
 def load_signer(cert_path: str, key_path: str) -> Signer:
     """Read the signer certificate (its chain may follow it in the same file) and its private key."""
-    try:
-        with open(cert_path, "rb") as handle:
-            certificates = x509.load_pem_x509_certificates(handle.read())
-    except OSError as error:
-        raise SmimeError(f"the certificate file {cert_path} cannot be read ({error.strerror})") from None
-    except ValueError:
-        raise SmimeError(f"the certificate file {cert_path} holds no PEM certificate") from None
+    certificates = read_certificates(cert_path)
     try:
         with open(key_path, "rb") as handle:
             key = serialization.load_pem_private_key(handle.read(), password=None)
@@ -287,13 +292,7 @@ OUTER_SEALED_HEADERS = ("from", "to", "cc", "subject", "date", "message-id")
 
 def load_office_certificates(path: str) -> list[x509.Certificate]:
     """The office mailbox's certificates (one PEM file, one or more certificates); RSA keys only."""
-    try:
-        with open(path, "rb") as handle:
-            certificates = x509.load_pem_x509_certificates(handle.read())
-    except OSError as error:
-        raise SmimeError(f"the office certificate file {path} cannot be read ({error.strerror})") from None
-    except ValueError:
-        raise SmimeError(f"the office certificate file {path} holds no PEM certificate") from None
+    certificates = read_certificates(path, "office certificate file")
     for certificate in certificates:
         if not isinstance(certificate.public_key(), rsa.RSAPublicKey):
             raise SmimeError(
