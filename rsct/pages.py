@@ -1,4 +1,13 @@
-"""The information pages and the files search engines ask for."""
+"""The information pages and the files search engines ask for.
+
+PUBLIC_PAGES is the one list of the pages a visitor can reach. It drives four things: the sitemap,
+the canonical links, which pages are rendered once per process (served with an ETag, so a repeat visit
+gets a 304), and which answers the shipped nginx site may cache (X-Accel-Expires, sent only on those).
+A page added later (a translation, say) joins all four with one call to add_page().
+"""
+
+import hashlib
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, has_request_context, render_template, request, url_for
 
@@ -6,45 +15,88 @@ from . import office
 
 bp = Blueprint("pages", __name__)
 
-# Every page a visitor can reach, in the order the sitemap lists them.
-SITEMAP_ENDPOINTS = (
-    "pages.index",
-    "pages.iop",
-    "pages.therapy",
-    "pages.resources",
-    "contact.form",
-    "pages.privacy",
-)
+# How long nginx may keep a rendered page (DEPLOY.md: an upgrade shows within this time).
+PROXY_CACHE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class PublicPage:
+    """A page in the sitemap. `template` set: the same bytes for every visitor, rendered once per process."""
+
+    endpoint: str
+    template: str | None = None
+
+
+# In the order the sitemap lists them. /contact is per visitor (its tokens), so it has its own view.
+PUBLIC_PAGES: list[PublicPage] = [
+    PublicPage("pages.index", "index.html"),
+    PublicPage("pages.iop", "iop.html"),
+    PublicPage("pages.therapy", "therapy.html"),
+    PublicPage("pages.resources", "resources.html"),
+    PublicPage("contact.form"),
+    PublicPage("pages.privacy", "privacy.html"),
+]
+
+
+def add_page(endpoint: str, template: str | None = None) -> PublicPage:
+    """Add a page to the list (call at import time, before any request); a view serves it with serve_page()."""
+    page = PublicPage(endpoint, template)
+    PUBLIC_PAGES.append(page)
+    return page
+
+
+def public_endpoints() -> list[str]:
+    return [page.endpoint for page in PUBLIC_PAGES]
+
+
+def serve_page(endpoint: str) -> Response:
+    """The page's stored bytes with a strong ETag; a matching If-None-Match gets a 304, HEAD no body."""
+    body, etag = _rendered(endpoint)
+    response = Response(body, mimetype="text/html")
+    response.set_etag(etag)
+    # nginx keeps only answers that carry this (it never reaches the visitor: nginx hides it).
+    response.headers["X-Accel-Expires"] = str(PROXY_CACHE_SECONDS)
+    return response.make_conditional(request)
+
+
+def _rendered(endpoint: str) -> tuple[bytes, str]:
+    """Render once per process: these pages depend only on settings, which do not change while it runs."""
+    store = current_app.extensions.setdefault("rendered_pages", {})
+    if endpoint not in store:
+        template = next(page.template for page in PUBLIC_PAGES if page.endpoint == endpoint and page.template)
+        body = render_template(template).encode()
+        store[endpoint] = (body, hashlib.sha256(body).hexdigest()[:32])
+    return store[endpoint]
 
 
 @bp.get("/")
 def index():
     """Show the home page: who the office is and how to reach it."""
-    return render_template("index.html")
+    return serve_page("pages.index")
 
 
 @bp.get("/intensive-outpatient-programs")
 def iop():
     """Explain Intensive Outpatient Programs, the office's main service."""
-    return render_template("iop.html")
+    return serve_page("pages.iop")
 
 
 @bp.get("/substance-abuse-therapy")
 def therapy():
     """Explain what outpatient substance use therapy involves."""
-    return render_template("therapy.html")
+    return serve_page("pages.therapy")
 
 
 @bp.get("/resources")
 def resources():
     """List crisis lines, help lines and the continuum of care."""
-    return render_template("resources.html")
+    return serve_page("pages.resources")
 
 
 @bp.get("/privacy")
 def privacy():
     """Say what the site collects, why, for how long, and who sees it."""
-    return render_template("privacy.html")
+    return serve_page("pages.privacy")
 
 
 @bp.get("/robots.txt")
@@ -57,8 +109,17 @@ def robots():
 @bp.get("/sitemap.xml")
 def sitemap():
     """List every page for search engines."""
-    urls = [site_url(endpoint) for endpoint in SITEMAP_ENDPOINTS]
+    urls = [site_url(endpoint) for endpoint in public_endpoints()]
     return Response(render_template("sitemap.xml", urls=urls), mimetype="application/xml")
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """The icon browsers ask for on their own; nginx serves the same file itself."""
+    response = current_app.send_static_file("favicon.ico")
+    response.cache_control.max_age = 31536000
+    response.cache_control.public = True
+    return response
 
 
 def site_url(endpoint: str, **values) -> str:
@@ -71,7 +132,7 @@ def page_context() -> dict:
     """Values every template may use: the office's facts, canonical URL, structured data."""
     config = current_app.config
     endpoint = request.endpoint if has_request_context() else None  # emails render without a request
-    canonical = site_url(endpoint) if endpoint in SITEMAP_ENDPOINTS else None
+    canonical = site_url(endpoint) if endpoint in public_endpoints() else None
     return {
         "office": office,
         "canonical_url": canonical,
