@@ -7,7 +7,9 @@ A page added later (a translation, say) joins all four with one call to add_page
 """
 
 import hashlib
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 from flask import Blueprint, Response, current_app, has_request_context, render_template, request, url_for
 
@@ -116,10 +118,16 @@ def sitemap():
 @bp.get("/favicon.ico")
 def favicon():
     """The icon browsers ask for on their own; nginx serves the same file itself."""
-    response = current_app.send_static_file("favicon.ico")
+    response = Response(_favicon(current_app.static_folder), mimetype="image/vnd.microsoft.icon")
     response.cache_control.max_age = 31536000
     response.cache_control.public = True
     return response
+
+
+@lru_cache(maxsize=1)
+def _favicon(folder: str) -> bytes:
+    with open(os.path.join(folder, "favicon.ico"), "rb") as handle:
+        return handle.read()
 
 
 def site_url(endpoint: str, **values) -> str:
