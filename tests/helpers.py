@@ -352,12 +352,38 @@ def new_context(browser, htmx_url: str, **options):
         "requestfailed",
         lambda request: (
             ctx.problems.append(f"failed request: {request.url} {request.failure}")
-            if not ("/static/favicon.svg" in request.url and request.failure == "net::ERR_ABORTED")
+            if not (
+                ("/static/favicon.svg" in request.url or "/favicon.ico" in request.url)
+                and request.failure == "net::ERR_ABORTED"
+            )
             else None
         ),
     )
     ctx.on("weberror", lambda error: ctx.problems.append(f"page error: {error.error}"))
+    if options.get("java_script_enabled", True):
+        ctx.on("page", wait_for_htmx_after_goto)
     return ctx
+
+
+def wait_for_htmx(page, timeout: float = 10.0) -> None:
+    """Until htmx is ready on a page that loads it (polled from here: the pages' CSP forbids eval)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate("!document.querySelector('script[data-htmx-src]') || window.htmx !== undefined"):
+        assert time.monotonic() < deadline, "htmx did not load"
+        page.wait_for_timeout(20)
+
+
+def wait_for_htmx_after_goto(page) -> None:
+    """page.goto() also waits for htmx where the page loads it: site.js adds it only after "load"."""
+    goto = page.goto
+
+    def goto_then_htmx(url, **kwargs):
+        response = goto(url, **kwargs)
+        wait_for_htmx(page)
+        return response
+
+    page.goto = goto_then_htmx
+    page.goto_without_htmx = goto
 
 
 # --- an alert receiver -----------------------------------------------------------------------------

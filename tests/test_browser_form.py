@@ -514,7 +514,7 @@ def test_a_fast_person_is_not_blocked_by_the_time_trap(page, live_server, app):
 
 def test_the_form_still_sends_when_htmx_cannot_load(page, live_server, app):
     page.route(app.config["HTMX_URL"], lambda route: route.abort("connectionrefused"))
-    open_form(page, live_server)
+    page.goto_without_htmx(live_server + "/contact")
     assert page.evaluate("typeof htmx") == "undefined"
     fill_form(page)
     with page.expect_navigation():

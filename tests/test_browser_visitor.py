@@ -144,7 +144,7 @@ def test_on_a_desktop_the_menu_is_open_in_one_row_on_the_same_grid_as_the_text(c
 def test_the_favicon_is_the_offices_own_and_cached_for_long(context, live_server):
     page = context.new_page()
     page.goto(live_server + "/")
-    href = page.get_attribute("link[rel=icon]", "href")
+    href = page.get_attribute("link[rel=icon][type='image/svg+xml']", "href")
     assert re.match(r"^/static/favicon\.svg\?v=[0-9a-f]{12}$", href)
     response = page.request.get(live_server + href)
     assert response.status == 200 and response.headers["content-type"].startswith("image/svg+xml")

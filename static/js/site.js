@@ -2,6 +2,26 @@
 (function () {
   "use strict";
 
+  // htmx comes only on pages whose script tag names it, and only after the page has loaded: a CDN that
+  // hangs then never leaves the page "loading", and nothing here waits on it. Until it arrives (or if it
+  // never does) the form is sent as a plain form.
+  var self = document.currentScript;
+  var htmxSrc = self && self.getAttribute("data-htmx-src");
+  function loadHtmx() {
+    var script = document.createElement("script");
+    script.src = htmxSrc;
+    script.integrity = self.getAttribute("data-htmx-integrity");
+    script.crossOrigin = "anonymous";
+    document.head.appendChild(script);
+  }
+  if (htmxSrc) {
+    if (document.readyState === "complete") {
+      loadHtmx();
+    } else {
+      window.addEventListener("load", loadHtmx);
+    }
+  }
+
   // Keep aria-invalid on each control in step with the message beside it.
   function syncInvalid() {
     document.querySelectorAll(".field-message").forEach(function (message) {
