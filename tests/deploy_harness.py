@@ -318,6 +318,11 @@ class Deployment:
         return self.root / "srv" / "rsct"
 
     @property
+    def cache(self) -> Path:
+        """nginx's page cache (proxy_cache_path)."""
+        return self.root / "var" / "cache" / "nginx" / "rsct"
+
+    @property
     def snippets(self) -> Path:
         return self.root / "etc" / "nginx" / "snippets"
 
@@ -400,6 +405,7 @@ def prepare(root: Path) -> Deployment:
         "etc/nginx/snippets",
         "etc/nginx/sites-available",
         "var/www/letsencrypt",
+        "var/cache/nginx",
         "tmp",
         "logs",
     ):
@@ -452,6 +458,7 @@ def render_site(d: Deployment) -> str:
             "return 301 https://rsct.example.org$request_uri;": f"return 301 https://localhost:{d.https_port}$request_uri;",
             "server unix:/run/rsct/web.sock;": f"server unix:{d.socket};",
             "/var/www/letsencrypt": str(d.root / "var" / "www" / "letsencrypt"),
+            "/var/cache/nginx/rsct": str(d.cache),
         },
         "deploy/nginx/rsct.conf",
     )

@@ -13,6 +13,7 @@ import http.client
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -332,7 +333,8 @@ def test_a_visitor_sends_the_form_through_nginx_and_the_office_gets_the_email(de
         for path in PAGES:
             response = page.goto(deployment.url + path, wait_until="networkidle")
             assert response.status == 200, path
-            assert page.evaluate("typeof htmx") == "object", f"htmx did not load on {path}"
+            expected = "object" if path == "/contact" else "undefined"  # htmx only where it is used
+            assert page.evaluate("typeof htmx") == expected, path
             protocol = page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
             assert protocol == "h2", f"{path} came over {protocol}, not HTTP/2"
 
@@ -552,6 +554,65 @@ def test_text_is_compressed(deployment):
     assert gzip.decompress(body) == (ROOT / "static" / "css" / "site.css").read_bytes()
 
 
+# --- nginx's page cache: only the listed pages, with the app's own headers --------------------------------
+
+INFO_PAGES = [path for path in PAGES if path != "/contact"]
+
+
+def cached_keys(deployment) -> set[str]:
+    """The keys of every answer nginx's page cache holds (each cache file names its key in its header)."""
+    keys = set()
+    for path in deployment.cache.rglob("*"):
+        if path.is_file():
+            match = re.search(rb"\nKEY: ([^\n]*)\n", path.read_bytes()[:4096])
+            keys.add(match.group(1).decode() if match else f"?{path.name}")
+    return keys
+
+
+def test_nginx_keeps_only_the_listed_pages(deployment):
+    made_up = "/" + secrets.token_hex(6)
+    for path in [*PAGES, "/contact/thanks", made_up, f"/?{made_up[1:]}=1", "/healthz", "/sitemap.xml", "/favicon.ico"]:
+        deployment.request(path)
+    deployment.request("/", method="POST", body=b"x=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    deadline = time.monotonic() + 5  # nginx writes a cache file as the answer ends
+    while time.monotonic() < deadline and len(cached_keys(deployment)) < len(INFO_PAGES):
+        time.sleep(0.05)
+    assert cached_keys(deployment) == {f"localhost{path}" for path in INFO_PAGES}
+
+
+@pytest.mark.parametrize("path", INFO_PAGES)
+def test_a_cached_page_has_the_apps_headers_and_answers_304_head_and_405(deployment, path):
+    deployment.request(path)  # now in the cache
+    from_cache, body = deployment.request(path)
+    from_app, app_body = harness.unix_request(deployment.socket, path)
+    assert from_cache.status == 200 and body == app_body
+    assert security_header_problems(from_cache) == []
+    # Only what nginx adds to every answer it proxies, cached or not (and gzip's Vary) may differ.
+    assert from_cache.getheader("Vary") == "Accept-Encoding"
+    hidden = {"X-Accel-Expires", "Date", "Server", "Connection", "Strict-Transport-Security", "Vary"}
+    app_headers = {name: value for name, value in from_app.getheaders() if name not in hidden}
+    cache_headers = {name: value for name, value in from_cache.getheaders() if name not in hidden}
+    assert cache_headers == app_headers
+    assert "X-Accel-Expires" not in dict(from_cache.getheaders())
+
+    again, again_body = deployment.request(path, headers={"If-None-Match": from_cache.getheader("ETag")})
+    assert again.status == 304 and again_body == b""
+    head, head_body = deployment.request(path, method="HEAD")
+    assert head.status == 200 and head_body == b"" and head.getheader("ETag") == from_cache.getheader("ETag")
+    post, _ = deployment.request(path, method="POST", body=b"", headers={"Content-Length": "0"})
+    assert post.status == 405
+    assert "GET" in post.getheader("Allow")
+    assert security_header_problems(post) == []
+
+
+def test_the_favicon_comes_with_a_long_cache(deployment):
+    response, body = deployment.request("/favicon.ico")
+    assert response.status == 200
+    assert body == (ROOT / "static" / "favicon.ico").read_bytes()
+    assert "max-age=31536000" in response.getheader("Cache-Control")
+    assert security_header_problems(response) == []
+
+
 def test_a_burst_of_form_posts_gets_nginx_friendly_page(deployment):
     """Six posts a minute with a burst of five: the rest get 429 and the page with the phone number."""
     answers = [form_post(deployment, source="127.0.0.2") for _ in range(15)]
@@ -668,9 +729,13 @@ def test_the_mdn_http_observatory_grades_the_site_a_plus(deployment, path):
 
 def test_when_the_app_is_down_nginx_shows_the_phone_number(deployment):
     """Last: gunicorn is stopped, nginx answers 502 with its static page; gunicorn is started again after."""
+    deployment.request("/")  # in nginx's page cache
     harness.stop_gunicorn(deployment)
     try:
-        for path in ("/", "/contact", "/healthz"):
+        # The information pages nginx holds still show, with the phone number.
+        response, page = deployment.request("/")
+        assert response.status == 200 and OFFICE_PHONE in page.decode()
+        for path in ("/contact/thanks", "/contact", "/healthz"):
             response, page = deployment.request(path)
             assert response.status == 502, path
             assert OFFICE_PHONE in page.decode(), path
