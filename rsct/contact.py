@@ -54,23 +54,22 @@ def submit():
     fields = contact_form.visitor_fields()
     # A repeat of a stored request shows its reference again and does not count against the limit.
     tag = _session_tag()
-    key = inquiries.hash_key(config["SECRET_KEY"])
-    stored = inquiries.find_same(config["DATABASE"], nonce, fields, tag, key)
+    # The repeat check, the rate limit and the insert share one transaction: one commit per request.
+    client = ratelimit.client_key(config["SECRET_KEY"], request.remote_addr)
+    stored = inquiries.store(
+        config["DATABASE"],
+        nonce,
+        fields,
+        quarantine_reason="honeypot field filled" if contact_form.website.data else None,
+        possibly_automated=automated,
+        message_domain=mailer.sender_domain(config["MAIL_DEFAULT_SENDER"]),
+        session_tag=tag,
+        key=inquiries.hash_key(config["SECRET_KEY"]),
+        seal=mailer.sealer(fields, automated) if config["SMIME_OFFICE_CERT"] else None,
+        admit=lambda db: ratelimit.record(db, client, config["RATE_LIMIT_COUNT"], config["RATE_LIMIT_SECONDS"]),
+    )
     if stored is None:
-        client = ratelimit.client_key(config["SECRET_KEY"], request.remote_addr)
-        if not ratelimit.allow(config["DATABASE"], client, config["RATE_LIMIT_COUNT"], config["RATE_LIMIT_SECONDS"]):
-            return _form_response(contact_form, 429, notice="rate_limited")
-        stored = inquiries.store(
-            config["DATABASE"],
-            nonce,
-            fields,
-            quarantine_reason="honeypot field filled" if contact_form.website.data else None,
-            possibly_automated=automated,
-            message_domain=mailer.sender_domain(config["MAIL_DEFAULT_SENDER"]),
-            session_tag=tag,
-            key=key,
-            seal=mailer.sealer(fields, automated) if config["SMIME_OFFICE_CERT"] else None,
-        )
+        return _form_response(contact_form, 429, notice="rate_limited")
     if stored.created:
         current_app.logger.info("Inquiry %s stored", stored.reference)
     thanks = confirmation(stored.reference, fields)

@@ -65,7 +65,8 @@ def store(
     message_domain: str = "localhost",
     session_tag: str | None = None,
     seal: Sealer | None = None,
-) -> Stored:
+    admit: Callable[[sqlite3.Connection], bool] | None = None,
+) -> Stored | None:
     """Save a submission and, unless quarantined, its outbox entry, in one transaction.
 
     The same form token with the same content, or the same content within the hour from the same
@@ -75,6 +76,9 @@ def store(
     With seal (sealed mode) only the sealed message is stored, never the fields: the reference is drawn
     and the repeat check made first, then the message is composed and encrypted outside the write lock
     (it takes milliseconds), then stored; a reference taken meanwhile is drawn again.
+
+    admit (the rate limit) is asked inside the same transaction, after the repeat check (a repeat is
+    never counted): one commit per submission. When it says no, nothing is stored and None is returned.
     """
     digest = content_hash(fields, key)
     now = time.time()
@@ -98,6 +102,8 @@ def store(
                 message_id = new_message_id(reference, message_domain)
             elif db.execute("SELECT 1 FROM inquiries WHERE reference = ?", (reference,)).fetchone():
                 continue  # taken while the message was sealed: draw another and seal again
+            if admit is not None and not admit(db):
+                return None
             cursor = db.execute(
                 "INSERT INTO inquiries (reference, form_token, content_hash, submitted_at, state, quarantine_reason,"
                 " possibly_automated, fields, sealed, session_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -126,13 +132,6 @@ def _free_reference(db: sqlite3.Connection) -> str:
         if not db.execute("SELECT 1 FROM inquiries WHERE reference = ?", (reference,)).fetchone():
             return reference
     raise storage.StorageError("no free reference after 20 draws")
-
-
-def find_same(path: str, form_token: str, fields: dict, session_tag: str | None, key: bytes) -> Stored | None:
-    """The inquiry this submission repeats, if any (read-only: to answer without counting it again)."""
-    with storage.opened(path) as db:
-        row = _same_request(db, form_token, content_hash(fields, key), session_tag, time.time())
-    return Stored(row["reference"], row["submitted_at"], created=False) if row else None
 
 
 def _same_request(db: sqlite3.Connection, form_token: str, digest: str, session_tag: str | None, now: float):

@@ -5,6 +5,7 @@ Client addresses are never stored: only a keyed hash, kept no longer than the wi
 
 import hashlib
 import hmac
+import sqlite3
 import time
 
 from . import storage
@@ -18,14 +19,19 @@ def client_key(secret_key: str, address: str | None) -> str:
 
 def allow(path: str, client: str, limit: int, window: float, now: float | None = None) -> bool:
     """Record one submission by this client; False when it is over the limit for the window."""
-    now = time.time() if now is None else now
     with storage.write(path) as db:
-        db.execute("DELETE FROM rate_events WHERE at <= ?", (now - window,))
-        (count,) = db.execute("SELECT count(*) FROM rate_events WHERE client = ?", (client,)).fetchone()
-        if count >= limit:
-            return False
-        db.execute("INSERT INTO rate_events (client, at) VALUES (?, ?)", (client, now))
-        return True
+        return record(db, client, limit, window, now)
+
+
+def record(db: sqlite3.Connection, client: str, limit: int, window: float, now: float | None = None) -> bool:
+    """allow() inside a write transaction the caller holds (the one that stores the inquiry: one commit)."""
+    now = time.time() if now is None else now
+    db.execute("DELETE FROM rate_events WHERE at <= ?", (now - window,))
+    (count,) = db.execute("SELECT count(*) FROM rate_events WHERE client = ?", (client,)).fetchone()
+    if count >= limit:
+        return False
+    db.execute("INSERT INTO rate_events (client, at) VALUES (?, ?)", (client, now))
+    return True
 
 
 def forget_expired(path: str, window: float, now: float | None = None) -> int:
