@@ -20,6 +20,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Nothing is written here: read-only commands create nothing. The web app prepares the instance
     # folder, secrets and database before its first request; the commands that write do it themselves.
     instance.prepare_on_first_request(app)
+    pages.init_app(app)  # inside ProxyFix (security), which must see the request first
     security.init_app(app)
     assets.init_app(app)
     Mail(app)

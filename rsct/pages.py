@@ -11,9 +11,13 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from flask import Blueprint, Response, current_app, has_request_context, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, has_request_context, render_template, request, url_for
+from werkzeug.exceptions import SecurityError
+from werkzeug.http import parse_etags, quote_etag
+from werkzeug.sansio.utils import get_host
 
 from . import office
+from .security import header_values
 
 bp = Blueprint("pages", __name__)
 
@@ -68,7 +72,64 @@ def _rendered(endpoint: str) -> tuple[bytes, str]:
         template = next(page.template for page in PUBLIC_PAGES if page.endpoint == endpoint and page.template)
         body = render_template(template).encode()
         store[endpoint] = (body, hashlib.sha256(body).hexdigest()[:32])
+        current_app.extensions["stored_paths"][request.path] = endpoint
     return store[endpoint]
+
+
+def init_app(app: Flask) -> None:
+    """Answer stored pages before Flask (install before ProxyFix, so that it sees the visitor's scheme)."""
+    app.extensions["rendered_pages"] = {}
+    app.extensions["stored_paths"] = {}
+    app.wsgi_app = StoredPages(app, app.wsgi_app)
+
+
+class StoredPages:
+    """A GET or HEAD of a page already rendered is answered from its bytes without going through Flask.
+
+    The answer is the one the view gives: the trusted-host check, the security headers (HSTS over HTTPS in
+    production), the ETag and a 304 for a matching If-None-Match. Anything else (another method, a host not
+    trusted, a page not rendered yet) goes to Flask as before.
+    """
+
+    def __init__(self, app: Flask, wsgi_app):
+        self.config = app.config
+        self.wsgi_app = wsgi_app
+        self.rendered = app.extensions["rendered_pages"]
+        self.paths = app.extensions["stored_paths"]
+        self.security = {}
+
+    def __call__(self, environ, start_response):
+        endpoint = self.paths.get(environ.get("PATH_INFO"))
+        method = environ.get("REQUEST_METHOD")
+        if endpoint is None or method not in ("GET", "HEAD") or not self.trusted(environ):
+            return self.wsgi_app(environ, start_response)
+        body, etag = self.rendered[endpoint]
+        headers = [("ETag", quote_etag(etag)), ("X-Accel-Expires", str(PROXY_CACHE_SECONDS))]
+        headers += self.security_headers(environ.get("wsgi.url_scheme") == "https")
+        if parse_etags(environ.get("HTTP_IF_NONE_MATCH")).contains(etag):
+            start_response("304 NOT MODIFIED", headers)
+            return []
+        start_response(
+            "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))), *headers]
+        )
+        return [] if method == "HEAD" else [body]
+
+    def trusted(self, environ) -> bool:
+        if not self.config["TRUSTED_HOSTS"]:
+            return True
+        server = (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0) or None)
+        try:
+            get_host(
+                environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST"), server, self.config["TRUSTED_HOSTS"]
+            )
+        except SecurityError:
+            return False
+        return True
+
+    def security_headers(self, secure: bool) -> list[tuple[str, str]]:
+        if secure not in self.security:
+            self.security[secure] = list(header_values(self.config, secure).items())
+        return self.security[secure]
 
 
 @bp.get("/")

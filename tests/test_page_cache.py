@@ -42,6 +42,7 @@ def test_head_gives_the_headers_without_the_page(client, path):
 
 @pytest.mark.parametrize("path", INFO_PAGES)
 def test_other_methods_get_405_with_allow(client, path):
+    client.get(path)  # stored: later answers may come from the stored bytes
     response = client.post(path)
     assert response.status_code == 405
     assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "OPTIONS"}
@@ -63,6 +64,20 @@ def test_the_trusted_host_check_still_holds(make_app):
     client = make_app(TRUSTED_HOSTS=["rsct.example.org"]).test_client()
     assert client.get("/", headers={"Host": "attacker.example"}).status_code == 400
     assert client.get("/", headers={"Host": "rsct.example.org"}).status_code == 200
+    assert client.get("/", headers={"Host": "attacker.example"}).status_code == 400  # once stored, too
+    assert client.head("/", headers={"Host": "attacker.example:443"}).status_code == 400
+
+
+@pytest.mark.parametrize("path", INFO_PAGES)
+def test_the_stored_answer_is_the_one_flask_gave(client, path):
+    """The first visit renders through Flask; later ones are answered from the stored bytes before it."""
+    first, second = client.get(path), client.get(path + "?utm=x")
+    assert first.data == second.data
+    # Date is the server's to send (werkzeug adds one to a conditional answer; gunicorn always sends one).
+    assert sorted(first.headers.items()) == sorted([*second.headers.items(), ("Date", first.headers["Date"])])
+    stale = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+    fresh = client.get(path, headers={"If-None-Match": '"other"'})
+    assert stale.status_code == 304 and fresh.status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/contact", "/contact/thanks", "/healthz", "/no-such-page", "/sitemap.xml"])
