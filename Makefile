@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format browser htmx-self-host clean
+.PHONY: run test lint format browser htmx-self-host clean bench
 
 PORT ?= 5000
 
@@ -15,6 +15,11 @@ run: $(VENV)/.runtime
 ## make test: set up and run the whole test suite, real browser included.
 test: $(VENV)/.dev node_modules/.installed browser lint
 	$(BIN)/python -m pytest
+
+## make bench: the speed figures in BENCHMARKS.md, in one bounded run (under 10 minutes) on 127.0.0.1 only.
+## Needs wrk, nginx, openssl and Chromium; installs Lighthouse into bench/.lighthouse. Not part of make test.
+bench: $(VENV)/.dev node_modules/.installed
+	$(BIN)/python bench/run.py
 
 ## make lint: ruff's formatting and lint checks (make format rewrites the files).
 lint: $(VENV)/.dev
