@@ -3,22 +3,22 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format browser htmx-self-host clean bench
+.PHONY: run test lint format browser htmx-self-host clean bench translations messages
 
 PORT ?= 5000
 
 ## make run: set up and start the site and the mail sender with embedded defaults (PORT=5001 make run moves it).
 ## rsct/devserver.py runs `flask --app app setup`, then both, and stops both cleanly on Ctrl-C or SIGTERM.
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime translations
 	@PORT=$(PORT) exec $(BIN)/python -m rsct.devserver
 
 ## make test: set up and run the whole test suite, real browser included.
-test: $(VENV)/.dev node_modules/.installed browser lint
+test: $(VENV)/.dev node_modules/.installed browser lint translations
 	$(BIN)/python -m pytest
 
 ## make bench: the speed figures in BENCHMARKS.md, in one bounded run (under 10 minutes) on 127.0.0.1 only.
 ## Needs wrk, nginx, openssl and Chromium; installs Lighthouse into bench/.lighthouse. Not part of make test.
-bench: $(VENV)/.dev node_modules/.installed
+bench: $(VENV)/.dev node_modules/.installed translations
 	$(BIN)/python bench/run.py
 
 ## make lint: ruff's formatting and lint checks (make format rewrites the files).
@@ -29,6 +29,16 @@ lint: $(VENV)/.dev
 format: $(VENV)/.dev
 	$(BIN)/ruff format --quiet .
 	$(BIN)/ruff check --quiet --fix .
+
+## make translations: compile translations/*/LC_MESSAGES/messages.po into the .mo files the site reads
+## (git-ignored; the site refuses to start without them). make messages: extract the English strings
+## from the code and templates into translations/messages.pot and merge them into each .po file.
+translations: $(VENV)/.runtime
+	@$(BIN)/pybabel --quiet compile -d translations
+
+messages: $(VENV)/.runtime
+	$(BIN)/pybabel --quiet extract --no-location -F babel.cfg -k lazy_gettext -o translations/messages.pot .
+	$(BIN)/pybabel --quiet update --no-fuzzy-matching --ignore-obsolete -i translations/messages.pot -d translations
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_mail import Mail
 
 import config
-from rsct import assets, cli, contact, errors, health, instance, logs, pages, security
+from rsct import assets, cli, contact, errors, health, i18n, instance, logs, pages, security
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -23,6 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     pages.init_app(app)  # inside ProxyFix (security), which must see the request first
     security.init_app(app)
     assets.init_app(app)
+    i18n.init_app(app)
     Mail(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(errors.bp)

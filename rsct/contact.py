@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, make_response, redirect, render_templa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import inquiries, mailer, ratelimit, storage
+from . import i18n, inquiries, mailer, ratelimit, storage
 from .forms import ContactForm
 from .htmx import is_htmx, notice_response
 
@@ -28,7 +28,7 @@ def no_store(response):
     return response
 
 
-@bp.get("/contact")
+@i18n.route(bp, "/contact", "/es/contacto", methods=["GET"])
 def form():
     """Show the office's contact details and an empty call-back form."""
     contact_form = ContactForm(formdata=None, form_token=_token_serializer().dumps(secrets.token_hex(16)))
@@ -37,7 +37,7 @@ def form():
     return render_template("contact.html", form=contact_form)
 
 
-@bp.post("/contact")
+@i18n.route(bp, "/contact", "/es/contacto", methods=["POST"])
 def submit():
     """Store a valid request and thank the visitor; otherwise show the form again, values kept."""
     contact_form = ContactForm()
@@ -51,7 +51,7 @@ def submit():
 
     config = current_app.config
     nonce, automated = _read_form_token(contact_form.form_token.data)
-    fields = contact_form.visitor_fields()
+    fields = contact_form.visitor_fields(i18n.current_language())
     # A repeat of a stored request shows its reference again and does not count against the limit.
     tag = _session_tag()
     # The repeat check, the rate limit and the insert share one transaction: one commit per request.
@@ -84,7 +84,7 @@ def submit():
     return redirect(url_for("contact.thanks"), 303)
 
 
-@bp.get("/contact/thanks")
+@i18n.route(bp, "/contact/thanks", "/es/contacto/gracias", methods=["GET"])
 def thanks():
     """Confirm a request again for ten minutes in this browser session; the contact is partly hidden."""
     note = session.get("thanks")
@@ -158,7 +158,12 @@ def _full_confirmation(note: dict) -> dict | None:
     return thanks if thanks["contact"] else None
 
 
-@bp.post("/contact/check/<any(phone, email, contact_method):field>")
+@i18n.route(
+    bp,
+    "/contact/check/<any(phone, email, contact_method):field>",
+    "/es/contacto/comprobar/<any(phone, email, contact_method):field>",
+    methods=["POST"],
+)
 def check(field):
     """Return only the message for one field (and, for the contact method, its two dependants)."""
     contact_form = ContactForm(meta={"csrf": False})

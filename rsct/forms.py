@@ -5,6 +5,7 @@ import unicodedata
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import request
+from flask_babel import gettext, lazy_gettext
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, StringField, TextAreaField
 from wtforms.fields import EmailField, TelField
@@ -40,12 +41,12 @@ def _refuse_controls(text: str, allow_newlines: bool, message: str) -> None:
 
 def single_line(form, field):
     """Refuse line breaks and control characters in a one-line field."""
-    _refuse_controls(field.data or "", False, "Please keep this to one line of plain text.")
+    _refuse_controls(field.data or "", False, gettext("Please keep this to one line of plain text."))
 
 
 def multi_line(form, field):
     """Refuse control characters other than line breaks and tabs."""
-    _refuse_controls(field.data or "", True, "Please use plain text only. Some characters here can't be sent.")
+    _refuse_controls(field.data or "", True, gettext("Please use plain text only. Some characters here can't be sent."))
 
 
 def limit(maximum: int, message: str):
@@ -69,20 +70,24 @@ def one_of(choices, required_message=None):
             field.data = None
             raise StopValidation()
         if field.data not in allowed:
-            raise StopValidation("Please choose one of the options.")
+            raise StopValidation(gettext("Please choose one of the options."))
 
     return check
 
 
-METHODS = [SelectChoice("call", "Phone call"), SelectChoice("text", "Text message"), SelectChoice("email", "Email")]
-TIMES = [
-    SelectChoice("morning", "Morning"),
-    SelectChoice("afternoon", "Afternoon"),
-    SelectChoice("evening", "Evening"),
-    SelectChoice("any", "Any time"),
+METHODS = [
+    SelectChoice("call", lazy_gettext("Phone call")),
+    SelectChoice("text", lazy_gettext("Text message")),
+    SelectChoice("email", lazy_gettext("Email")),
 ]
-YES_NO = [SelectChoice("no", "No"), SelectChoice("yes", "Yes")]
-FOR_WHOM = [SelectChoice("self", "Myself"), SelectChoice("other", "Someone I care about")]
+TIMES = [
+    SelectChoice("morning", lazy_gettext("Morning")),
+    SelectChoice("afternoon", lazy_gettext("Afternoon")),
+    SelectChoice("evening", lazy_gettext("Evening")),
+    SelectChoice("any", lazy_gettext("Any time")),
+]
+YES_NO = [SelectChoice("no", lazy_gettext("No")), SelectChoice("yes", lazy_gettext("Yes"))]
+FOR_WHOM = [SelectChoice("self", lazy_gettext("Myself")), SelectChoice("other", lazy_gettext("Someone I care about"))]
 
 
 def non_text_fields() -> dict[str, str]:
@@ -90,10 +95,10 @@ def non_text_fields() -> dict[str, str]:
 
     Each maps to the message shown beside it; the form is answered with 422 like any other mistake.
     """
-    odd = {name: "Please type your answer here as plain text." for name in request.files}
+    odd = {name: gettext("Please type your answer here as plain text.") for name in request.files}
     for name, values in request.form.lists():
         if len(values) > 1:
-            odd.setdefault(name, "Please give one answer here.")
+            odd.setdefault(name, gettext("Please give one answer here."))
     return odd
 
 
@@ -109,49 +114,56 @@ class ContactForm(FlaskForm):
     non_text: dict[str, str] = {}
 
     name = StringField(
-        "Name",
+        lazy_gettext("Name"),
         filters=[clean_text],
         validators=[
-            DataRequired("Please tell us a name we can use. A first name is enough."),
-            limit(NAME_MAX, "Please keep the name under 100 characters."),
+            DataRequired(lazy_gettext("Please tell us a name we can use. A first name is enough.")),
+            limit(NAME_MAX, lazy_gettext("Please keep the name under 100 characters.")),
             single_line,
         ],
     )
     contact_method = RadioField(
-        "How should we reach you?",
+        lazy_gettext("How should we reach you?"),
         choices=METHODS,
         validate_choice=False,
-        validators=[one_of(METHODS, "Please choose how we should reach you.")],
+        validators=[one_of(METHODS, lazy_gettext("Please choose how we should reach you."))],
     )
     phone = TelField(
-        "Phone",
+        lazy_gettext("Phone"),
         filters=[clean_text],
-        validators=[limit(PHONE_MAX, "Please keep the phone number under 40 characters."), single_line],
+        validators=[limit(PHONE_MAX, lazy_gettext("Please keep the phone number under 40 characters.")), single_line],
     )
     email = EmailField(
-        "Email",
+        lazy_gettext("Email"),
         filters=[clean_text],
-        validators=[limit(EMAIL_MAX, "Please keep the email address under 254 characters."), single_line],
+        validators=[limit(EMAIL_MAX, lazy_gettext("Please keep the email address under 254 characters.")), single_line],
     )
-    best_time = RadioField("Best time to reach you", choices=TIMES, validate_choice=False, validators=[one_of(TIMES)])
+    best_time = RadioField(
+        lazy_gettext("Best time to reach you"), choices=TIMES, validate_choice=False, validators=[one_of(TIMES)]
+    )
     leave_message = RadioField(
-        "Is it OK to leave a message that mentions our name?",
+        lazy_gettext("Is it OK to leave a message that mentions our name?"),
         choices=YES_NO,
         default="no",
         validate_choice=False,
         validators=[one_of(YES_NO)],
     )
-    for_whom = RadioField("Who is this for?", choices=FOR_WHOM, validate_choice=False, validators=[one_of(FOR_WHOM)])
+    for_whom = RadioField(
+        lazy_gettext("Who is this for?"), choices=FOR_WHOM, validate_choice=False, validators=[one_of(FOR_WHOM)]
+    )
     message = TextAreaField(
-        "Anything you'd like us to know",
+        lazy_gettext("Anything you'd like us to know"),
         filters=[clean_text],
         validators=[
-            limit(MESSAGE_MAX, "Please keep your note under 1,000 characters. You can tell us more when we talk."),
+            limit(
+                MESSAGE_MAX,
+                lazy_gettext("Please keep your note under 1,000 characters. You can tell us more when we talk."),
+            ),
             multi_line,
         ],
     )
     # A trap for robots: hidden from people, screen readers and autofill (see _contact_form.html).
-    website = StringField("Leave this field empty", filters=[clean_text, clip])
+    website = StringField(lazy_gettext("Leave this field empty"), filters=[clean_text, clip])
     form_token = HiddenField(filters=[clip])
     cookie_check = HiddenField(filters=[clip])
 
@@ -165,7 +177,7 @@ class ContactForm(FlaskForm):
                 field.errors = [message]
             else:  # robots' fields: a line of its own in the summary, no link
                 self.form_errors.append(
-                    "The form arrived in a way we could not read. Please check it and send it again."
+                    gettext("The form arrived in a way we could not read. Please check it and send it again.")
                 )
         return valid and not self.non_text
 
@@ -174,7 +186,7 @@ class ContactForm(FlaskForm):
         text only one that can receive texts."""
         if not field.data:
             if self.contact_method.data in NEEDS_PHONE:
-                raise ValidationError("Please give a phone number so we can call or text you.")
+                raise ValidationError(gettext("Please give a phone number so we can call or text you."))
             return
         normalise_phone(field.data)
         if self.contact_method.data == "text":
@@ -184,7 +196,7 @@ class ContactForm(FlaskForm):
         """Need an email address when email is the chosen way; check its form, never DNS."""
         if not field.data:
             if self.contact_method.data == "email":
-                raise ValidationError("Please give an email address so we can write to you.")
+                raise ValidationError(gettext("Please give an email address so we can write to you."))
             return
         try:
             normalise_email(field.data)
@@ -192,14 +204,17 @@ class ContactForm(FlaskForm):
             if self.contact_method.data == "email":
                 raise
             # Typed as a second way back: checked because it is there, but it may as well go.
-            raise ValidationError(f"{error} Or leave it empty: it is only needed if you choose email.") from None
+            raise ValidationError(
+                gettext("%(problem)s Or leave it empty: it is only needed if you choose email.", problem=error)
+            ) from None
 
-    def visitor_fields(self) -> dict:
-        """The validated answers, normalised for the office, keyed by field name.
+    def visitor_fields(self, language: str) -> dict:
+        """The validated answers, normalised for the office, keyed by field name, with the form's language.
 
         The fields themselves keep what the visitor typed, so a form shown again shows their words.
         """
-        fields = {name: (getattr(self, name).data or None) for name in FIELD_NAMES}
+        fields = {name: (getattr(self, name).data or None) for name in FIELD_NAMES if name != "language"}
+        fields["language"] = language  # the office calls back in Spanish when the form was Spanish
         fields["phone"] = normalise_phone(fields["phone"]) if fields["phone"] else None
         fields["email"] = normalise_email(fields["email"]) if fields["email"] else None
         fields["leave_message"] = fields["leave_message"] or "no"  # never assume yes
@@ -215,11 +230,13 @@ def normalise_email(text: str) -> str:
     except EmailNotValidError as error:
         if "before the @-sign are not supported" in str(error):
             raise ValidationError(
-                "We can't send email to an address with accented letters before the @. "
-                "Please give another address, or choose a phone call or a text message."
+                gettext(
+                    "We can't send email to an address with accented letters before the @. "
+                    "Please give another address, or choose a phone call or a text message."
+                )
             ) from None
         raise ValidationError(
-            "This doesn't look like an email address. Please check it, for example name@example.com."
+            gettext("This doesn't look like an email address. Please check it, for example name@example.com.")
         ) from None
 
 
@@ -243,7 +260,7 @@ def check_textable(text: str) -> None:
 
 def normalise_phone(text: str) -> str:
     """A valid number in a form the office can dial: US numbers as (203) 555-0147."""
-    message = "This doesn't look like a full phone number. Please check it, for example (203) 555-0147."
+    message = gettext("This doesn't look like a full phone number. Please check it, for example (203) 555-0147.")
     try:
         number = phonenumbers.parse(text, "US")
     except phonenumbers.NumberParseException:

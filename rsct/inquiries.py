@@ -17,8 +17,18 @@ REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L or U: eas
 REFERENCE_PREFIX = "RSCT-"
 SAME_WORDS_SECONDS = 3600
 
-# The visitor's fields, in the order the office reads them.
-FIELD_NAMES = ("name", "contact_method", "phone", "email", "best_time", "leave_message", "for_whom", "message")
+# The visitor's fields, in the order the office reads them, and the language of the form they used.
+FIELD_NAMES = (
+    "name",
+    "contact_method",
+    "phone",
+    "email",
+    "best_time",
+    "leave_message",
+    "for_whom",
+    "message",
+    "language",
+)
 
 
 @dataclass(frozen=True)

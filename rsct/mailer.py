@@ -22,12 +22,20 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from zoneinfo import ZoneInfo
 
 from flask import current_app, render_template
+from flask_babel import force_locale
 from flask_mail import Connection, Message
 
 from . import office, signing, smime, storage
 from .forms import FOR_WHOM, METHODS, TIMES
 
-LABELS = {choice.value: choice.label for choice in (*METHODS, *TIMES, *FOR_WHOM)}
+# The form's choices as the office reads them: always English (see english_label), whatever the form's language.
+CHOICES = (*METHODS, *TIMES, *FOR_WHOM)
+
+
+def english_label(value: str | None, default: str | None = None) -> str | None:
+    """A choice's label in English, even while a Spanish request is being answered (sealed mode)."""
+    with force_locale("en"):
+        return next((str(choice.label) for choice in CHOICES if choice.value == value), default)
 
 
 # 5xx replies that ask for STARTTLS or a login first (530, 534, 538): a setting to fix, like a failed
@@ -87,9 +95,9 @@ def inquiry_message(
         fields=fields,
         possibly_automated=possibly_automated,
         method=fields.get("contact_method"),
-        method_label=LABELS.get(fields.get("contact_method"), "not given"),
-        best_time_label=LABELS.get(fields.get("best_time")),
-        for_whom_label=LABELS.get(fields.get("for_whom")),
+        method_label=english_label(fields.get("contact_method"), "not given"),
+        best_time_label=english_label(fields.get("best_time")),
+        for_whom_label=english_label(fields.get("for_whom")),
         sender_address=parseaddr(config["MAIL_DEFAULT_SENDER"])[1],
         office=office,
     )
@@ -189,9 +197,9 @@ def digest_message(items: list[dict], delivered: list[str]) -> Message:
         fields = item["fields"]
         if fields is None:  # sealed: only the reference, time and reason; the inquiry is attached
             continue
-        item["method_label"] = LABELS.get(fields.get("contact_method"), "not given")
-        item["best_time_label"] = LABELS.get(fields.get("best_time"))
-        item["for_whom_label"] = LABELS.get(fields.get("for_whom"))
+        item["method_label"] = english_label(fields.get("contact_method"), "not given")
+        item["best_time_label"] = english_label(fields.get("best_time"))
+        item["for_whom_label"] = english_label(fields.get("for_whom"))
         text = " ".join((fields.get("message") or "").split())
         item["short_message"] = text[:200] + ("..." if len(text) > 200 else "")
     message = DigestMessage(

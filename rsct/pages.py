@@ -3,7 +3,9 @@
 PUBLIC_PAGES is the one list of the pages a visitor can reach. It drives four things: the sitemap,
 the canonical links, which pages are rendered once per process (served with an ETag, so a repeat visit
 gets a 304), and which answers the shipped nginx site may cache (X-Accel-Expires, sent only on those).
-A page added later (a translation, say) joins all four with one call to add_page().
+A page added later joins all four with one call to add_page(). Each page is served in every language of
+i18n.LANGUAGES, at its English and its Spanish address (public_pages() lists both), and rendered once per
+language.
 """
 
 import hashlib
@@ -16,7 +18,7 @@ from werkzeug.exceptions import SecurityError
 from werkzeug.http import parse_etags, quote_etag
 from werkzeug.sansio.utils import get_host
 
-from . import office
+from . import i18n, office
 from .security import header_values
 
 bp = Blueprint("pages", __name__)
@@ -66,14 +68,15 @@ def serve_page(endpoint: str) -> Response:
 
 
 def _rendered(endpoint: str) -> tuple[bytes, str]:
-    """Render once per process: these pages depend only on settings, which do not change while it runs."""
+    """Render once per process and language: these pages depend only on settings and the address's language."""
     store = current_app.extensions.setdefault("rendered_pages", {})
-    if endpoint not in store:
+    key = (endpoint, i18n.current_language())
+    if key not in store:
         template = next(page.template for page in PUBLIC_PAGES if page.endpoint == endpoint and page.template)
         body = render_template(template).encode()
-        store[endpoint] = (body, hashlib.sha256(body).hexdigest()[:32])
-        current_app.extensions["stored_paths"][request.path] = endpoint
-    return store[endpoint]
+        store[key] = (body, hashlib.sha256(body).hexdigest()[:32])
+        current_app.extensions["stored_paths"][request.path] = key
+    return store[key]
 
 
 def init_app(app: Flask) -> None:
@@ -99,11 +102,11 @@ class StoredPages:
         self.security = {}
 
     def __call__(self, environ, start_response):
-        endpoint = self.paths.get(environ.get("PATH_INFO"))
+        key = self.paths.get(environ.get("PATH_INFO"))  # (endpoint, language)
         method = environ.get("REQUEST_METHOD")
-        if endpoint is None or method not in ("GET", "HEAD") or not self.trusted(environ):
+        if key is None or method not in ("GET", "HEAD") or not self.trusted(environ):
             return self.wsgi_app(environ, start_response)
-        body, etag = self.rendered[endpoint]
+        body, etag = self.rendered[key]
         headers = [("ETag", quote_etag(etag)), ("X-Accel-Expires", str(PROXY_CACHE_SECONDS))]
         headers += self.security_headers(environ.get("wsgi.url_scheme") == "https")
         if parse_etags(environ.get("HTTP_IF_NONE_MATCH")).contains(etag):
@@ -132,31 +135,31 @@ class StoredPages:
         return self.security[secure]
 
 
-@bp.get("/")
+@i18n.route(bp, "/", "/es/", methods=["GET"])
 def index():
     """Show the home page: who the office is and how to reach it."""
     return serve_page("pages.index")
 
 
-@bp.get("/intensive-outpatient-programs")
+@i18n.route(bp, "/intensive-outpatient-programs", "/es/programas-intensivos-ambulatorios", methods=["GET"])
 def iop():
     """Explain Intensive Outpatient Programs, the office's main service."""
     return serve_page("pages.iop")
 
 
-@bp.get("/substance-abuse-therapy")
+@i18n.route(bp, "/substance-abuse-therapy", "/es/terapia", methods=["GET"])
 def therapy():
     """Explain what outpatient substance use therapy involves."""
     return serve_page("pages.therapy")
 
 
-@bp.get("/resources")
+@i18n.route(bp, "/resources", "/es/recursos", methods=["GET"])
 def resources():
     """List crisis lines, help lines and the continuum of care."""
     return serve_page("pages.resources")
 
 
-@bp.get("/privacy")
+@i18n.route(bp, "/privacy", "/es/privacidad", methods=["GET"])
 def privacy():
     """Say what the site collects, why, for how long, and who sees it."""
     return serve_page("pages.privacy")
@@ -171,9 +174,20 @@ def robots():
 
 @bp.get("/sitemap.xml")
 def sitemap():
-    """List every page for search engines."""
-    urls = [site_url(endpoint) for endpoint in public_endpoints()]
-    return Response(render_template("sitemap.xml", urls=urls), mimetype="application/xml")
+    """List every page for search engines, each in English and Spanish, with the other as its alternate."""
+    site = current_app.config["SITE_URL"]
+    pages = [{language: site + path for language, path in page.items()} for page in public_pages()]
+    return Response(render_template("sitemap.xml", pages=pages), mimetype="application/xml")
+
+
+def public_pages() -> list[dict[str, str]]:
+    """Each public page's path in every language, in the sitemap's order: {"en": "/resources", "es": "/es/recursos"}.
+
+    What serves, caches or measures every page in every language reads this.
+    """
+    return [
+        {language: url_for(endpoint, lang=language) for language in i18n.LANGUAGES} for endpoint in public_endpoints()
+    ]
 
 
 @bp.get("/favicon.ico")

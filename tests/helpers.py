@@ -37,6 +37,15 @@ PAGES = {
     "/contact": "Contact",
     "/privacy": "Privacy",
 }
+# Each page's Spanish counterpart, in the same order, with a word of its title.
+SPANISH_PAGES = {
+    "/es/": "Tratamiento de adicciones",
+    "/es/programas-intensivos-ambulatorios": "Programas Intensivos Ambulatorios",
+    "/es/terapia": "Terapia",
+    "/es/recursos": "Recursos",
+    "/es/contacto": "Contacto",
+    "/es/privacidad": "privacidad",
+}
 
 
 def require_tool(available: bool, what: str) -> None:

@@ -2,6 +2,7 @@
 and the reference shown again for ten minutes (masked), to the visitor who sent it and to no one else.
 """
 
+import html
 import json
 import re
 
@@ -209,4 +210,4 @@ def test_the_contact_page_skips_to_the_form_and_lets_the_site_speak(client):
     assert 'autocomplete="tel"' in text and 'type="email"' in text
     visible = re.sub(r"<script\b.*?</script>", "", text, flags=re.S)  # the JSON-LD data is not shown
     assert visible.count("71 Bradley Road") == 1, "the address once, not twice in a row"
-    assert "Our answer will come from the office&#39;s own email address." in text
+    assert "Our answer will come from the office's own email address." in html.unescape(text)

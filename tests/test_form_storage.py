@@ -26,6 +26,7 @@ def test_valid_request_is_stored_normalised_with_one_outbox_entry(app, visitor):
         "leave_message": "yes",
         "for_whom": "other",
         "message": "Line one\nLine two",
+        "language": "en",
     }
     assert row["state"] == "pending"
     assert row["quarantine_reason"] is None

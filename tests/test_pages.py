@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from helpers import PAGES
+from helpers import PAGES, SPANISH_PAGES
 
 PHONE_LINK = 'href="tel:+12034216242"'
 
@@ -74,7 +74,8 @@ def test_sitemap_lists_every_page(make_app):
     assert response.mimetype == "application/xml"
     namespace = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
     locations = [loc.text for loc in ET.fromstring(response.data).findall("s:url/s:loc", namespace)]
-    assert locations == ["https://rsct.example.org" + path for path in PAGES]
+    pairs = zip(PAGES, SPANISH_PAGES, strict=True)
+    assert locations == ["https://rsct.example.org" + path for pair in pairs for path in pair]
 
 
 def test_robots_points_to_sitemap(client):
