@@ -86,12 +86,13 @@ class Visitor:
     plain browser (303 to the thanks page when stored) or, with htmx=True, as htmx (200 and a fragment).
     """
 
-    def __init__(self, client):
+    def __init__(self, client, path: str = "/contact"):
         self.client = client
+        self.path = path  # "/es/contacto" for the Spanish form
 
     def fresh_token(self) -> str:
         """Open the contact page; returns its hidden form_token."""
-        response = self.client.get("/contact")
+        response = self.client.get(self.path)
         assert response.status_code == 200
         return TOKEN.search(response.text).group(1)
 
@@ -101,7 +102,7 @@ class Visitor:
         return {name: value for name, value in data.items() if value is not None}
 
     def post(self, data: dict, htmx: bool = False):
-        return self.client.post("/contact", data=data, headers=HTMX if htmx else {})
+        return self.client.post(self.path, data=data, headers=HTMX if htmx else {})
 
     def submit(self, htmx: bool = False, **changes):
         """Fill in the form (see form()) and send it."""
