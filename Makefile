@@ -37,8 +37,8 @@ translations: $(VENV)/.runtime
 	@$(BIN)/pybabel --quiet compile -d translations
 
 messages: $(VENV)/.runtime
-	$(BIN)/pybabel --quiet extract --no-location -F babel.cfg -k lazy_gettext -o translations/messages.pot .
-	$(BIN)/pybabel --quiet update --no-fuzzy-matching --ignore-obsolete -i translations/messages.pot -d translations
+	$(BIN)/pybabel --quiet extract --width 120 --no-location -F babel.cfg -k lazy_gettext -o translations/messages.pot .
+	$(BIN)/pybabel --quiet update --width 120 --no-fuzzy-matching --ignore-obsolete -i translations/messages.pot -d translations
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
