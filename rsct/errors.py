@@ -3,7 +3,7 @@
 from flask import Blueprint, Response, current_app, render_template
 from werkzeug.exceptions import HTTPException, SecurityError
 
-from . import office
+from . import i18n, office
 from .htmx import notice_response
 
 bp = Blueprint("errors", __name__)
@@ -35,7 +35,12 @@ def server_error(error):
         )
 
 
-@bp.route("/errors/<any('rate-limited', 'too-large'):kind>", methods=["GET", "POST"])
+@i18n.route(
+    bp,
+    "/errors/<any('rate-limited', 'too-large'):kind>",
+    "/es/errors/<any('rate-limited', 'too-large'):kind>",
+    methods=["GET", "POST"],
+)
 def proxy_error(kind):
     """What nginx shows when it refuses a form post itself (a burst of posts, an oversized body)."""
     notice, status, template = {

@@ -626,6 +626,15 @@ def test_a_burst_of_form_posts_gets_nginx_friendly_page(deployment):
     assert security_header_problems(response) == []
 
 
+def test_a_burst_of_spanish_form_posts_counts_in_the_same_zone_and_is_answered_in_spanish(deployment):
+    answers = [form_post(deployment, path="/es/contacto", source="127.0.0.40") for _ in range(15)]
+    limited = [(response, body.decode()) for response, body in answers if response.status == 429]
+    assert len(limited) >= 15 - 6, [response.status for response, _ in answers]
+    response, page = limited[-1]
+    assert '<html lang="es">' in page and "Por favor, espere unos minutos" in page and OFFICE_PHONE in page
+    assert security_header_problems(response) == []
+
+
 def test_a_burst_of_htmx_posts_gets_the_message_above_the_button(deployment):
     answers = [form_post(deployment, source="127.0.0.3", htmx=True) for _ in range(15)]
     limited = [(response, body.decode()) for response, body in answers if response.status == 429]
