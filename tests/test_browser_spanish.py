@@ -86,7 +86,9 @@ def test_nu_checker_finds_no_errors_on_any_spanish_page(client, make_app, html_e
     assert html_errors(documents) == []
 
 
-def test_every_english_page_shows_espanol_in_the_header_on_a_phone(browser, app, live_server):
+def test_every_english_page_shows_espanol_in_the_header_on_a_phone_and_spanish_fits_the_same_banner(
+    browser, app, live_server
+):
     ctx = new_context(browser, app.config["HTMX_URL"], viewport={"width": 320, "height": 640})
     page = ctx.new_page()
     for english, spanish in zip(PAGES, SPANISH_PAGES, strict=True):
@@ -95,9 +97,12 @@ def test_every_english_page_shows_espanol_in_the_header_on_a_phone(browser, app,
         expect(link).to_be_in_viewport()
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, english
+        english_header = page.locator("header").bounding_box()["height"]
         link.click()
         expect(page).to_have_url(live_server + spanish)
         expect(page.locator("header").get_by_role("link", name="English", exact=True)).to_be_in_viewport()
+        # The name and the crisis line keep to one line each in Spanish too: the banner is no taller.
+        assert page.locator("header").bounding_box()["height"] == english_header, spanish
     assert ctx.problems == []
     ctx.close()
 

@@ -278,3 +278,15 @@ def test_the_site_refuses_to_start_without_the_compiled_catalogue(tmp_path):
         i18n.check_catalogues(str(tmp_path))
     (folder / "messages.mo").write_bytes((ROOT / "translations" / "es" / "LC_MESSAGES" / "messages.mo").read_bytes())
     i18n.check_catalogues(str(tmp_path))
+
+
+def test_a_held_spanish_request_is_marked_spanish_in_the_digest(smtp_app, inbox):
+    Visitor(smtp_app.test_client(), "/es/contacto").submit(website="http://spam.example", name="Lucía Retenida")
+    Visitor(smtp_app.test_client()).submit(website="http://spam.example", name="Held English")
+    result = smtp_app.test_cli_runner().invoke(args=["inquiry", "digest"])
+    assert result.exit_code == 0, result.output
+    [digest] = inbox.wait_for(1)
+    body = body_text(digest.message)
+    spanish, english = (body.split(name)[1].split("-----")[0] for name in ("Lucía Retenida", "Held English"))
+    assert CALL_BACK_IN_SPANISH in spanish and "Language of the form" not in english
+    assert "Preferred contact: Phone call" in spanish
