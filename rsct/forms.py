@@ -248,13 +248,17 @@ def check_textable(text: str) -> None:
     number = phonenumbers.parse(text, "US")
     if number.extension:
         raise ValidationError(
-            "A text message can't reach a number with an extension. "
-            "Please give a mobile number, or choose a phone call instead."
+            gettext(
+                "A text message can't reach a number with an extension. "
+                "Please give a mobile number, or choose a phone call instead."
+            )
         )
     if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
         raise ValidationError(
-            "This looks like a landline, which can't receive text messages. "
-            "Please give a mobile number, or choose a phone call instead."
+            gettext(
+                "This looks like a landline, which can't receive text messages. "
+                "Please give a mobile number, or choose a phone call instead."
+            )
         )
 
 

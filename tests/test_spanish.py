@@ -10,7 +10,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from rsct import i18n, signing
+from rsct import i18n, verify
 
 from helpers import PAGES, ROOT, SPANISH_PAGES, Visitor, body_text, deliver, field_message, stored_inquiries
 
@@ -174,6 +174,11 @@ def test_every_message_of_a_refused_spanish_form_is_spanish(visitante, htmx):
         ("/es/contacto/comprobar/phone", {"phone": "12"}, "Esto no parece un número de teléfono completo."),
         ("/es/contacto/comprobar/email", {"email": "x@", "contact_method": "email"}, "Esto no parece un correo"),
         ("/es/contacto/comprobar/contact_method", {}, "Por favor, elija cómo prefiere que le contactemos."),
+        (
+            "/es/contacto/comprobar/phone",
+            {"phone": "203 555 0147 ext. 12", "contact_method": "text"},
+            "Un mensaje de texto no puede llegar a un número con extensión.",
+        ),
         ("/contact/check/phone", {"phone": "12"}, "This doesn't look like a full phone number."),
     ],
 )
@@ -232,16 +237,20 @@ def test_the_office_is_told_in_english_to_call_back_in_spanish(smtp_app, inbox):
     Visitor(smtp_app.test_client()).submit(name="Mary", message="My son needs help.")
     outcome = deliver(smtp_app)
     assert len(outcome.delivered) == 2
-    texts = [body_text(received.message) for received in inbox.wait_for(2)]
-    [spanish] = [text for text in texts if "Name: María" in text]
-    [english] = [text for text in texts if "Name: Mary" in text]
+    received = inbox.wait_for(2)
+    [spanish] = [r for r in received if "Name: María" in body_text(r.message)]
+    [english] = [r for r in received if "Name: Mary" in body_text(r.message)]
     keys = smtp_app.config["INQUIRY_SIGNING_KEYS"]
-    verdict = signing.verify_text(keys, spanish)
-    assert verdict.authentic, verdict.reason
-    assert CALL_BACK_IN_SPANISH in verdict.fields, "the line is inside the signed block"
-    assert "PREFERRED CONTACT: PHONE CALL" in spanish and "Best time to reach them: Morning" in spanish
-    assert "Who it is for: Myself" in spanish  # the staff read English labels whatever the form's language
-    assert "Language of the form" not in english and signing.verify_text(keys, english).authentic
+    report = verify.check_email(keys, spanish.content)
+    assert report.status == verify.AUTHENTIC, report.reason
+    assert CALL_BACK_IN_SPANISH in report.inquiry.fields, "the line is inside the signed block"
+    text = body_text(spanish.message)
+    assert "PREFERRED CONTACT: PHONE CALL" in text and "Best time to reach them: Morning" in text
+    assert "Who it is for: Myself" in text  # the staff read English labels whatever the form's language
+    subjects = {re.sub(r"RSCT-\w+", "RSCT-…", r.message["Subject"]) for r in (spanish, english)}
+    assert len(subjects) == 1, "the subject follows the office-email rule, in English, whatever the language"
+    assert "Language of the form" not in body_text(english.message)
+    assert verify.check_email(keys, english.content).status == verify.AUTHENTIC
 
 
 # --- the catalogues -------------------------------------------------------------------------------
@@ -287,6 +296,8 @@ def test_a_held_spanish_request_is_marked_spanish_in_the_digest(smtp_app, inbox)
     assert result.exit_code == 0, result.output
     [digest] = inbox.wait_for(1)
     body = body_text(digest.message)
-    spanish, english = (body.split(name)[1].split("-----")[0] for name in ("Lucía Retenida", "Held English"))
+    items = body.split("-" * 70)
+    [spanish] = [item for item in items if "Lucía Retenida" in item]
+    [english] = [item for item in items if "Held English" in item]
     assert CALL_BACK_IN_SPANISH in spanish and "Language of the form" not in english
-    assert "Preferred contact: Phone call" in spanish
+    assert "PREFERRED CONTACT: PHONE CALL" in spanish
