@@ -2,7 +2,7 @@
 
 import pytest
 
-from rsct import pages
+from rsct import i18n, pages
 from rsct.security import header_values
 
 from helpers import PAGES, stored_inquiries
@@ -87,8 +87,9 @@ def test_nothing_else_may_be_cached_by_nginx(client, path):
 
 def test_the_page_is_rendered_once_per_process(app, client):
     client.get("/resources")
-    app.extensions["rendered_pages"]["pages.resources"] = (b"stored", "x")
+    app.extensions["rendered_pages"][("pages.resources", "en")] = (b"stored", "x")  # once per language
     assert client.get("/resources").data == b"stored"
+    assert '<html lang="es">' in client.get("/es/recursos").text
 
 
 def test_the_one_list_drives_sitemap_and_canonical_links(app, client):
@@ -96,7 +97,7 @@ def test_the_one_list_drives_sitemap_and_canonical_links(app, client):
     for page in pages.PUBLIC_PAGES:
         path = {"pages.index": "/"}.get(page.endpoint)
         assert path is None or f"{path}</loc>" in sitemap
-    assert sitemap.count("<loc>") == len(pages.PUBLIC_PAGES)
+    assert sitemap.count("<loc>") == len(pages.PUBLIC_PAGES) * len(i18n.LANGUAGES)  # each page in each language
     for path in PAGES:
         assert f'<link rel="canonical" href="{app.config["SITE_URL"]}{path}">' in client.get(path).text
 
