@@ -49,11 +49,9 @@ HIDDEN = re.compile(r'name="(form_token|csrf_token|cookie_check)" type="hidden" 
 
 
 def public_paths(app) -> list[str]:
-    """PUBLIC_PAGES as URLs: the bench measures whatever the one list holds."""
+    """PUBLIC_PAGES as URLs, in every language: the bench measures whatever the one list holds."""
     with app.test_request_context():
-        from flask import url_for
-
-        return [url_for(page.endpoint) for page in pages.PUBLIC_PAGES]
+        return [path for page in pages.public_pages() for path in page.values()]
 
 
 # --- processes --------------------------------------------------------------------------------------
