@@ -855,7 +855,7 @@ def hostile(args, keys) -> tuple[Row, Path]:
     relay = Relay()
     site = deploy(relay, keys, shipped_limits=True)
     row = Row(
-        "Hostile traffic: 1,000 bogus POSTs, shipped limits",
+        f"Hostile traffic: {args.bogus:,} bogus POSTs, shipped limits",
         "sealed" if keys else "plain",
         args.visitors,
         2 * args.short,
