@@ -939,15 +939,17 @@ def main() -> int:
     started = time.monotonic()
     load_before = os.getloadavg()
     keys_root = h.new_root()
-    keys = make_keys(keys_root / "keys")
     results = []
-    for name in chosen:
-        print(f"soak: {name} ...", flush=True)
-        row, root = SCENARIOS[name](args, keys)
-        results.append(row)
-        print(table([row]), flush=True)
-        shutil.rmtree(root, ignore_errors=True)
-    shutil.rmtree(keys_root, ignore_errors=True)
+    try:
+        keys = make_keys(keys_root / "keys")
+        for name in chosen:
+            print(f"soak: {name} ...", flush=True)
+            row, root = SCENARIOS[name](args, keys)
+            results.append(row)
+            print(table([row]), flush=True)
+            shutil.rmtree(root, ignore_errors=True)
+    finally:
+        shutil.rmtree(keys_root, ignore_errors=True)
     text = (
         table(results) + f"\n\nRan {time.monotonic() - started:.0f} s on {os.cpu_count()} cores; load average before"
         f" {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}.\n"
