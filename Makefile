@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format browser htmx-self-host clean bench translations messages
+.PHONY: run test lint format browser htmx-self-host clean bench translations messages soak
 
 PORT ?= 5000
 
@@ -20,6 +20,11 @@ test: $(VENV)/.dev node_modules/.installed browser lint translations
 ## Needs wrk, nginx, openssl and Chromium; installs Lighthouse into bench/.lighthouse. Not part of make test.
 bench: $(VENV)/.dev node_modules/.installed translations
 	$(BIN)/python bench/run.py
+
+## make soak: the reliability table (RELIABILITY.md): the shipped site under load and faults, on loopback,
+## bounded (about 12 minutes on 2 cores) and never part of make test. SOAK_ONLY=flaky,hostile runs some rows.
+soak: $(VENV)/.dev translations
+	$(BIN)/python bench/soak.py
 
 ## make lint: ruff's formatting and lint checks (make format rewrites the files).
 lint: $(VENV)/.dev

@@ -289,6 +289,13 @@ SETTINGS = (
         " is stored (see README, Sealed mode)",
     ),
     S(
+        "FLASK_OUTBOX_RETRY_SECONDS",
+        _number(float, 0.1, 3600),
+        30.0,
+        "Wait before retrying an inquiry the relay did not take; doubles with each try, up to 120 times this"
+        " (an hour for 30 s)",
+    ),
+    S(
         "FLASK_OUTBOX_STUCK_MINUTES",
         _number(int, 1, 10080),
         30,

@@ -132,11 +132,27 @@ def sealer(fields: dict, possibly_automated: bool):
     return seal
 
 
+_signers: dict[tuple[str, str], tuple[tuple, smime.Signer]] = {}
+
+
 def signer_from(config) -> smime.Signer | None:
-    """The S/MIME signer when one is configured (read from its files each time: a renewal needs no restart)."""
-    if not config["SMIME_SIGNER_CERT"]:
+    """The S/MIME signer when one is configured, read again whenever its files change (a renewal needs no restart).
+
+    Loading an RSA key costs about 0.3 s of CPU (cryptography checks the key): done for every sealed
+    submission, it held a 2-core server to a few submissions a second (RELIABILITY.md), so the loaded
+    signer is kept while neither file changes.
+    """
+    cert, key = config["SMIME_SIGNER_CERT"], config["SMIME_SIGNER_KEY"]
+    if not cert:
         return None
-    return smime.load_signer(config["SMIME_SIGNER_CERT"], config["SMIME_SIGNER_KEY"])
+    try:
+        stamp = tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in (os.stat(cert), os.stat(key)))
+    except OSError:
+        return smime.load_signer(cert, key)  # says in plain words which file cannot be read
+    cached = _signers.get((cert, key))
+    if cached is None or cached[0] != stamp:
+        cached = _signers[(cert, key)] = (stamp, smime.load_signer(cert, key))
+    return cached[1]
 
 
 def send_inquiry(row) -> str:

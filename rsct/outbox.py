@@ -18,7 +18,7 @@ from . import storage
 from .mailer import PermanentError, SetupError, TransientError
 
 log = logging.getLogger("rsct.outbox")
-MAX_BACKOFF = 3600.0
+BACKOFF_DOUBLINGS = 120  # the longest wait is this many times the first (an hour after 30 s)
 
 
 @dataclass
@@ -38,9 +38,10 @@ def lease_seconds(mail_timeout: float) -> float:
     return mail_timeout * 10 + 60
 
 
-def backoff(attempts: int) -> float:
-    """Seconds before the next try: doubling from 30 s up to an hour, with jitter."""
-    return min(MAX_BACKOFF, 30.0 * 2 ** max(attempts - 1, 0)) * random.uniform(0.8, 1.2)
+def backoff(attempts: int, first: float = 30.0) -> float:
+    """Seconds before the next try: doubling from `first` (FLASK_OUTBOX_RETRY_SECONDS) up to 120 times it,
+    with jitter, so that many inquiries waiting on one relay do not all retry at once."""
+    return min(first * BACKOFF_DOUBLINGS, first * 2 ** max(attempts - 1, 0)) * random.uniform(0.8, 1.2)
 
 
 def claim(path: str, worker: str, now: float, lease: float):
@@ -75,8 +76,8 @@ def _finish(path: str, row, worker: str, outbox_sets: str, values: tuple, state:
             db.execute("UPDATE inquiries SET state = ? WHERE id = ?", (state, row["inquiry_id"]))
 
 
-def deliver_one(path: str, row, send: Callable, worker: str, outcome: Outcome) -> None:
-    """Send one claimed inquiry with send(row) and record what happened."""
+def deliver_one(path: str, row, send: Callable, worker: str, outcome: Outcome, retry_seconds: float = 30.0) -> None:
+    """Send one claimed inquiry with send(row) and record what happened; a retry waits backoff(retry_seconds)."""
     reference = row["reference"]
     try:
         where = send(row)
@@ -88,7 +89,7 @@ def deliver_one(path: str, row, send: Callable, worker: str, outcome: Outcome) -
         reason = str(error) if isinstance(error, TransientError) else _where(error)
         if isinstance(error, SetupError):
             outcome.setup_problem = reason
-        delay = backoff(row["attempts"] + 1)
+        delay = backoff(row["attempts"] + 1, retry_seconds)
         _finish(path, row, worker, "next_attempt_at = ?, last_error = ?", (time.time() + delay, reason), None)
         log.warning(
             "Inquiry %s not delivered yet (attempt %d), next try in %.0f s: %s",
@@ -115,7 +116,12 @@ def _where(error: Exception) -> str:
 
 
 def deliver_due(
-    path: str, send: Callable, lease: float, worker: str | None = None, should_stop: Callable[[], bool] = lambda: False
+    path: str,
+    send: Callable,
+    lease: float,
+    worker: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    retry_seconds: float = 30.0,
 ) -> Outcome:
     """Deliver everything that is due now, one inquiry at a time, until none is left or asked to stop.
 
@@ -128,7 +134,7 @@ def deliver_due(
         row = claim(path, worker, time.time(), lease)
         if row is None:
             break
-        deliver_one(path, row, send, worker, outcome)
+        deliver_one(path, row, send, worker, outcome, retry_seconds)
     return outcome
 
 

@@ -21,7 +21,12 @@ def deliver_due(worker: str | None = None, should_stop=lambda: False) -> outbox.
     """
     config = current_app.config
     outcome = outbox.deliver_due(
-        config["DATABASE"], mailer.send_inquiry, outbox.lease_seconds(config["MAIL_TIMEOUT"]), worker, should_stop
+        config["DATABASE"],
+        mailer.send_inquiry,
+        outbox.lease_seconds(config["MAIL_TIMEOUT"]),
+        worker,
+        should_stop,
+        config["OUTBOX_RETRY_SECONDS"],
     )
     if outcome.setup_problem or outcome.delivered:
         watch_relay(outcome.setup_problem)

@@ -133,7 +133,16 @@ def migrate(path: str) -> int:
         return len(MIGRATIONS)
 
 
-def checkpoint(path: str) -> None:
-    """Fold the WAL back into the main file and empty it, so erased data leaves the disk."""
+def checkpoint(path: str) -> bool:
+    """Fold the WAL back into the main file and empty it, so erased data leaves the disk.
+
+    It never waits: a TRUNCATE checkpoint holds the write lock while it waits for readers, so a
+    reader holding a snapshot (`flask backup`, an operator's sqlite3) kept every visitor's
+    submission waiting for the whole busy timeout, and some then failed with "database is locked"
+    (RELIABILITY.md, the long reader). Returns whether the WAL was emptied; the sender's minutely
+    pass tries again until it is.
+    """
     with opened(path) as connection:
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.execute("PRAGMA busy_timeout = 0")
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy
