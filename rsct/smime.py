@@ -216,19 +216,27 @@ def _pem_key(key) -> bytes:
     )
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, key, until: datetime.datetime) -> x509.CertificateBuilder:
+    """A certificate for key's public half, valid from five minutes ago (clocks differ) until `until`."""
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(until)
+    )
+
+
 def new_ca(folder: str, name: str, years: int = 10) -> tuple[str, str]:
     """A small private CA (certificate and key) in folder; returns their paths."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365 * years))
+        _builder(subject, subject, key, now + datetime.timedelta(days=365 * years))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
@@ -254,17 +262,14 @@ def new_signer(folder: str, ca_cert_path: str, ca_key_path: str, address: str, y
     key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(
+        _builder(
             x509.Name(
                 [x509.NameAttribute(NameOID.COMMON_NAME, address), x509.NameAttribute(NameOID.EMAIL_ADDRESS, address)]
-            )
+            ),
+            ca_cert.subject,
+            key,
+            min(now + datetime.timedelta(days=365 * years), ca_cert.not_valid_after_utc),
         )
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(min(now + datetime.timedelta(days=365 * years), ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True
@@ -373,13 +378,7 @@ def new_office_identity(
     else:
         issuer_key, issuer, until = key, subject, now + datetime.timedelta(days=365 * 5)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(until)
+        _builder(subject, issuer, key, until)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
