@@ -139,16 +139,9 @@ def _crlf(data: bytes) -> bytes:
 
 def split_message(raw: bytes) -> tuple[list[bytes], list[bytes], bytes]:
     """A message's outer header lines, its content header lines (folded lines kept together), and its body."""
-    raw = _crlf(raw)
-    head, _, body = raw.partition(b"\r\n\r\n")
-    fields: list[bytes] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\r\n" + line
-        else:
-            fields.append(line)
-    outer = [f for f in fields if f.split(b":", 1)[0].strip().lower().decode() not in CONTENT_HEADERS]
-    content = [f for f in fields if f.split(b":", 1)[0].strip().lower().decode() in CONTENT_HEADERS]
+    fields, body = _header_fields(raw)
+    outer = [f for f in fields if _field_name(f) not in CONTENT_HEADERS]
+    content = [f for f in fields if _field_name(f) in CONTENT_HEADERS]
     return outer, content, body
 
 
@@ -339,6 +332,7 @@ def seal(raw: bytes, certificates: list[x509.Certificate]) -> bytes:
 
 
 def _header_fields(raw: bytes) -> tuple[list[bytes], bytes]:
+    """A message's header fields (folded lines kept together, CRLF) and its body."""
     head, _, body = _crlf(raw).partition(b"\r\n\r\n")
     fields: list[bytes] = []
     for line in head.split(b"\r\n"):

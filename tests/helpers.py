@@ -322,8 +322,8 @@ def gateway_rewrite(raw: bytes) -> bytes:
 # --- the browser --------------------------------------------------------------------------------
 
 
-def new_context(browser, htmx_url: str, **options):
-    """A fresh browser profile: htmx's CDN URL answered from the npm package, nothing else leaves the machine.
+def new_context(browser, htmx_url: str, site: str = "http://127.0.0.1", **options):
+    """A fresh browser profile: htmx's CDN URL answered from the npm package, nothing but `site` is reached.
 
     Console errors, failed requests and Content-Security-Policy violations are collected in
     context.problems; tests assert that it stays empty.
@@ -340,7 +340,7 @@ def new_context(browser, htmx_url: str, **options):
 
     ctx.route(
         "**/*",
-        lambda route: outside(route) if not route.request.url.startswith("http://127.0.0.1") else route.continue_(),
+        lambda route: outside(route) if not route.request.url.startswith(site) else route.continue_(),
     )
     ctx.route(
         htmx_url,

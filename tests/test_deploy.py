@@ -33,7 +33,7 @@ from config import HTMX_URL
 from rsct import ratelimit
 
 import deploy_harness as harness
-from helpers import HTMX_FILE, PAGES, ROOT, require_tool
+from helpers import PAGES, ROOT, new_context, require_tool
 
 OFFICE_PHONE = "(203) 421-6242"
 DEPLOY_MD = (ROOT / "DEPLOY.md").read_text()
@@ -298,37 +298,9 @@ def test_every_page_and_the_form_through_the_socket_and_a_forged_forwarded_for_c
 @pytest.mark.browser
 def test_a_visitor_sends_the_form_through_nginx_and_the_office_gets_the_email(deployment, browser):
     """Every page and the form over HTTPS in Chromium: no console error, no CSP violation; the email arrives."""
-    require_tool(HTMX_FILE.exists(), "node_modules/htmx.org (run: npm ci --ignore-scripts)")
-
-    context = browser.new_context(ignore_https_errors=True)
-    problems = []
+    context = new_context(browser, HTMX_URL, site=deployment.url + "/", ignore_https_errors=True)
+    problems = context.problems
     try:
-        context.add_init_script("""document.addEventListener('securitypolicyviolation', e =>
-            console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));""")
-
-        def outside(route):
-            problems.append(f"request left the machine: {route.request.url}")
-            route.abort()
-
-        site = deployment.url + "/"
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(site) else outside(route))
-        context.route(
-            HTMX_URL,
-            lambda route: route.fulfill(
-                path=str(HTMX_FILE),
-                content_type="text/javascript; charset=utf-8",
-                headers={"Access-Control-Allow-Origin": "*"},
-            ),
-        )
-        context.on(
-            "console",
-            lambda msg: (
-                problems.append(f"console {msg.type}: {msg.text}") if msg.type in ("error", "warning") else None
-            ),
-        )
-        context.on("weberror", lambda error: problems.append(f"page error: {error.error}"))
-        context.on("requestfailed", lambda request: problems.append(f"failed request: {request.url} {request.failure}"))
-
         page = context.new_page()
         for path in PAGES:
             response = page.goto(deployment.url + path, wait_until="networkidle")
